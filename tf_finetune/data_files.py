@@ -1,0 +1,87 @@
+"""Reading local data files (CSV, TSV, JSON, JSON Lines, Parquet) into data frames.
+
+Cells are read as written: "NA", "null", "None" and "nan" in a CSV stay text, and an
+empty cell is an empty string, never a missing value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from tf_finetune.errors import DataError, first_line
+
+_COMPRESSIONS = (".bz2", ".gz", ".xz", ".zip", ".zst")
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+def file_format(path: Path) -> str:
+    """Returns the format of a data file from its suffix, ignoring a compression suffix."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix not in FORMATS:
+        raise DataError(
+            f"Cannot tell the format of {path} from its name. "
+            f"Rename it to end in one of {', '.join(FORMATS)}."
+        )
+    return FORMATS[suffix]
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Reads one data file into a data frame.
+
+    Raises:
+        DataError: The file is missing, unreadable, empty, malformed or not UTF-8.
+    """
+    path = Path(path)
+    kind = file_format(path)
+    if not path.is_file():
+        raise DataError(f"Data file {path} does not exist. Check the path.")
+    try:
+        frame = _READERS[kind](path)
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path} is not UTF-8: byte 0x{error.object[error.start]:02x} at offset "
+            f"{error.start} cannot be decoded. Save the file as UTF-8."
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty. It needs a header row and data rows.") from None
+    except pd.errors.ParserError as error:
+        raise DataError(f"{path} is malformed: {first_line(error)}.") from None
+    except (ValueError, json.JSONDecodeError) as error:
+        raise DataError(f"{path} cannot be read as {kind}: {first_line(error)}.") from None
+    except OSError as error:
+        raise DataError(f"{path} cannot be read: {error.strerror or error}.") from None
+    if frame.empty:
+        raise DataError(f"{path} has no data rows.")
+    return frame
+
+
+def _read_csv(path: Path, sep: str = ",") -> pd.DataFrame:
+    # utf-8-sig accepts and drops a byte-order mark; the C parser names the bad line.
+    return pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[], encoding="utf-8-sig")
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_json(path, orient="records", dtype=False, convert_dates=False)
+    except ValueError:
+        # Many .json files are really JSON Lines.
+        return _read_jsonl(path)
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+
+
+_READERS = {
+    "csv": _read_csv,
+    "tsv": lambda path: _read_csv(path, sep="\t"),
+    "json": _read_json,
+    "jsonl": _read_jsonl,
+    "parquet": pd.read_parquet,
+}

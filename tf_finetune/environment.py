@@ -1,0 +1,42 @@
+"""Checking that the installed packages can run tf_finetune, before any heavy import."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+
+from tf_finetune.errors import DependencyError
+
+
+def check_environment() -> None:
+    """Raises `DependencyError` naming the fix when the TF stack cannot work.
+
+    transformers' TF models are Keras 2 models, which need the `tf-keras` package next to
+    TensorFlow; transformers 5 removed the TF models altogether.
+    """
+    versions = {}
+    for name in ("tensorflow", "tf-keras", "transformers"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise DependencyError(
+                f"{name} is not installed. Install tf-finetune's pinned stack: "
+                "pip install 'tensorflow==2.21.*' 'tf-keras==2.21.*' 'transformers>=4.53,<4.55'"
+            ) from None
+    if _major(versions["transformers"]) >= 5:
+        raise DependencyError(
+            f"transformers {versions['transformers']} has no TensorFlow models. "
+            "Install a 4.x release: pip install 'transformers>=4.53,<4.55'"
+        )
+    if versions["tf-keras"].split(".")[:2] != versions["tensorflow"].split(".")[:2]:
+        raise DependencyError(
+            f"tf-keras {versions['tf-keras']} does not match tensorflow "
+            f"{versions['tensorflow']}. Install the same minor version: "
+            f"pip install 'tf-keras=={'.'.join(versions['tensorflow'].split('.')[:2])}.*'"
+        )
+    # Keep TensorFlow's C++ start-up chatter out of the user's terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _major(version: str) -> int:
+    return int(version.split(".")[0])

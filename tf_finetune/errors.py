@@ -1,0 +1,47 @@
+"""The exception family of tf_finetune.
+
+The library raises these and never exits; the CLI turns them into one line on stderr
+and the exit code of the class. Messages say what is wrong, where, and how to fix it.
+"""
+
+
+class TfFinetuneError(Exception):
+    """Base class of every error tf_finetune raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(TfFinetuneError):
+    """A configuration value or key is invalid."""
+
+    exit_code = 3
+
+
+class DataError(TfFinetuneError):
+    """A dataset, file, column, row or label cannot be used."""
+
+    exit_code = 4
+
+
+class ModelError(TfFinetuneError):
+    """A checkpoint or tokenizer cannot be found or loaded."""
+
+    exit_code = 5
+
+
+class DependencyError(TfFinetuneError):
+    """The installed packages cannot run tf_finetune (Keras 3 only, transformers 5, ...)."""
+
+    exit_code = 6
+
+
+class ExportError(TfFinetuneError):
+    """The SavedModel or the run artefacts cannot be written."""
+
+    exit_code = 7
+
+
+def first_line(error: BaseException) -> str:
+    """Returns the first line of an exception's message, for one-line error messages."""
+    lines = str(error).strip().splitlines()
+    return lines[0].rstrip(".") if lines else type(error).__name__

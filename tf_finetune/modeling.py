@@ -1,0 +1,116 @@
+"""Building and compiling `TFAutoModelForSequenceClassification` models."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tf_finetune import packaged
+from tf_finetune.errors import ModelError, first_line
+
+logger = logging.getLogger(__name__)
+
+_WEIGHT_FILES = (
+    "tf_model.h5",
+    "tf_model.h5.index.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def resolve_model_path(reference: str) -> str:
+    """Returns a local directory or Hub name for a `--model` value.
+
+    Raises:
+        ModelError: A local path does not exist or holds no config or weights.
+    """
+    if packaged.is_packaged(reference):
+        return str(packaged.model_path(reference))
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"Model directory {path} has no config.json. "
+                "Point --model at a save_pretrained directory."
+            )
+        if not any((path / name).is_file() for name in _WEIGHT_FILES):
+            raise ModelError(
+                f"Model directory {path} holds no weights (looked for "
+                f"{', '.join(_WEIGHT_FILES[::2])}). Point --model at a checkpoint directory."
+            )
+        return str(path)
+    if path.exists() or _looks_like_path(reference):
+        raise ModelError(
+            f"Model path {reference} is not a directory. Pass a checkpoint directory, "
+            "a Hugging Face Hub name, or " + "'packaged:all-MiniLM-L6-v2'."
+        )
+    return reference
+
+
+def load_model_config(model_path: str, label_names: list[str]):
+    """Loads the checkpoint's config with the run's label names set.
+
+    Raises:
+        ModelError: The checkpoint cannot be found (locally or on the Hub).
+    """
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(
+            model_path,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+        )
+    except (OSError, ValueError) as error:
+        raise ModelError(
+            f"Cannot load model {model_path!r}: {first_line(error)}. Pass a local "
+            "checkpoint directory, or check the Hub name and the network "
+            "(HF_HUB_OFFLINE=1 forbids downloads)."
+        ) from None
+
+
+def build_model(model_path: str, model_config):
+    """Loads the pretrained weights into a TF sequence classifier.
+
+    A checkpoint with only PyTorch `model.safetensors` weights is converted on load.
+    A classification head whose size does not match the labels is re-initialised.
+
+    Raises:
+        ModelError: The weights cannot be loaded.
+    """
+    from transformers import TFAutoModelForSequenceClassification
+
+    try:
+        model = TFAutoModelForSequenceClassification.from_pretrained(
+            model_path, config=model_config, ignore_mismatched_sizes=True
+        )
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelError(
+            f"Cannot load the weights of {model_path!r} into a TensorFlow classifier: "
+            f"{first_line(error)}."
+        ) from None
+    logger.info(
+        "Loaded %s (%s, %s parameters).",
+        model_path,
+        type(model).__name__,
+        f"{model.count_params():,}",
+    )
+    return model
+
+
+def compile_model(model, learning_rate: float) -> None:
+    """Compiles with the tutorial's recipe: Adam, sparse categorical cross-entropy on logits."""
+    import tf_keras
+
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+def _looks_like_path(reference: str) -> bool:
+    return reference.startswith((".", "/", "~")) or reference.count("/") > 1 or "\\" in reference
