@@ -1,0 +1,166 @@
+"""End-to-end tests of `fit`: train, report, export, reload in a fresh process."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import classification_report, confusion_matrix
+
+from tf_finetune.config import load_config
+from tf_finetune.errors import ConfigError
+from tf_finetune.fit import fit
+
+
+@pytest.fixture(scope="module")
+def run(tiny_checkpoint, tmp_path_factory):
+    """One quick fit of the tiny model, shared by the tests of this module."""
+    from conftest import tiny_fit_options
+
+    options = tiny_fit_options(tiny_checkpoint, tmp_path_factory.mktemp("fit"))
+    return fit(load_config(overrides=options))
+
+
+def test_fit_learns_the_task(run):
+    # Chance is 0.5; the label shows in one sentiment word.
+    assert run.report["accuracy"] >= 0.8
+    assert run.history["loss"][-1] < run.history["loss"][0]
+    assert len(run.history["val_accuracy"]) == 4
+
+
+def test_run_directory_holds_every_artefact(run):
+    names = {p.name for p in run.run_dir.iterdir()}
+    assert {
+        "1",
+        "config.json",
+        "tf_model.h5",
+        "tokenizer.json",
+        "vocab.txt",
+        "labels.txt",
+        "fit_config.yaml",
+        "report.json",
+        "report.txt",
+        "predictions.csv",
+        "logs",
+    } <= names
+    assert (run.run_dir / "labels.txt").read_text().split() == ["neg", "pos"]
+    assert run.saved_model_dir == run.run_dir / "1"
+    assert (run.saved_model_dir / "saved_model.pb").is_file()
+    assert not [p for p in run.run_dir.iterdir() if p.name.startswith(".tmp")]
+    assert list((run.log_dir / "train").glob("events.out.tfevents.*"))
+    assert list((run.log_dir / "validation").glob("events.out.tfevents.*"))
+
+
+def test_resolved_config_reloads_as_the_same_run(run):
+    written = yaml.safe_load((run.run_dir / "fit_config.yaml").read_text())
+    assert written["epochs"] == 4
+    # 'auto' is resolved to the length the run used.
+    assert isinstance(written["max_length"], int) and 8 <= written["max_length"] <= 16
+    again = load_config(run.run_dir / "fit_config.yaml")
+    assert again.to_dict() == written
+
+
+def test_hugging_face_config_carries_the_label_names(run):
+    hf_config = json.loads((run.run_dir / "config.json").read_text())
+    assert hf_config["id2label"] == {"0": "neg", "1": "pos"}
+    assert hf_config["label2id"] == {"neg": 0, "pos": 1}
+
+
+def test_report_agrees_with_scikit_learn_on_saved_predictions(run):
+    with open(run.run_dir / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 32
+    y_true = [r["label"] for r in rows]
+    y_pred = [r["predicted"] for r in rows]
+    expected = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
+    report = json.loads((run.run_dir / "report.json").read_text())
+    for key in ("neg", "pos", "macro avg", "weighted avg"):
+        for metric in ("precision", "recall", "f1-score", "support"):
+            assert report[key][metric] == pytest.approx(expected[key][metric])
+    assert report["accuracy"] == pytest.approx(expected["accuracy"])
+    assert report["confusion_matrix"] == confusion_matrix(y_true, y_pred).tolist()
+    assert report["labels"] == ["neg", "pos"]
+    # The predicted label is the most probable class of the row.
+    for row in rows:
+        assert row["predicted"] == max(("neg", "pos"), key=lambda n: float(row[f"p_{n}"]))
+    text = (run.run_dir / "report.txt").read_text()
+    assert "macro avg" in text and "Confusion matrix" in text
+    assert text == run.report_text
+
+
+def test_saved_model_reloads_in_a_fresh_process_without_the_library(run):
+    """A fresh interpreter with TensorFlow alone reproduces the saved probabilities."""
+    from transformers import AutoTokenizer
+
+    with open(run.run_dir / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    texts = [r["text"] for r in rows]
+    expected = np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows])
+    tokenizer = AutoTokenizer.from_pretrained(run.run_dir)
+    max_length = yaml.safe_load((run.run_dir / "fit_config.yaml").read_text())["max_length"]
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=True)
+    inputs = {k: encoded[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import tensorflow as tf
+        inputs = json.load(sys.stdin)
+        loaded = tf.saved_model.load(sys.argv[1])
+        outputs = loaded.signatures["serving_default"](
+            **{k: tf.constant(v, tf.int32) for k, v in inputs.items()})
+        leaked = [m for m in ("transformers", "tf_finetune", "tf_keras") if m in sys.modules]
+        print(json.dumps({
+            "probabilities": outputs["probabilities"].numpy().tolist(),
+            "labels": [n.decode() for n in loaded.label_names.numpy()],
+            "leaked": leaked,
+        }))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(run.saved_model_dir)],
+        input=json.dumps(inputs),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+        cwd=run.run_dir,
+        env=_fresh_environment(),
+    )
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    assert served["leaked"] == []
+    assert served["labels"] == ["neg", "pos"]
+    # predictions.csv holds 6 decimals.
+    np.testing.assert_allclose(served["probabilities"], expected, atol=2e-6)
+
+
+def _fresh_environment():
+    # transformers sets TF_USE_LEGACY_KERAS in this process; a server would not have it.
+    return {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+
+
+def test_run_directory_is_never_reused(run):
+    config = load_config(run.run_dir / "fit_config.yaml")
+    with pytest.raises(ConfigError, match="already exists and is not empty"):
+        fit(config)
+
+
+def test_run_directory_can_continue_training(run, tmp_path):
+    """The run directory is a checkpoint: --model <run dir> trains on from it."""
+    config = load_config(
+        run.run_dir / "fit_config.yaml",
+        {
+            "model": str(run.run_dir),
+            "epochs": 1,
+            "learning_rate": 1e-9,
+            "output_dir": str(tmp_path),
+            "run_name": "again",
+        },
+    )
+    again = fit(config)
+    # With a negligible learning rate the continued model predicts as the first did.
+    assert again.report["accuracy"] == pytest.approx(run.report["accuracy"])
