@@ -13,11 +13,11 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 
-import csv  # noqa: E402
-import random  # noqa: E402
-from pathlib import Path  # noqa: E402
+import csv
+import random
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rotten_tomatoes"
 
