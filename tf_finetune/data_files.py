@@ -13,7 +13,7 @@ import pandas as pd
 
 from tf_finetune.errors import DataError, first_line
 
-_COMPRESSIONS = (".bz2", ".gz", ".xz", ".zip", ".zst")
+_COMPRESSIONS = (".bz2", ".gz", ".xz")
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
 
 
@@ -43,11 +43,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"Data file {path} does not exist. Check the path.")
     try:
         frame = _READERS[kind](path)
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path} is not UTF-8: byte 0x{error.object[error.start]:02x} at offset "
-            f"{error.start} cannot be decoded. Save the file as UTF-8."
-        ) from None
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8_message(path)) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty. It needs a header row and data rows.") from None
     except pd.errors.ParserError as error:
@@ -59,6 +56,38 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path} has no data rows.")
     return frame
+
+
+def _not_utf8_message(path: Path) -> str:
+    # The reader's offset is relative to its buffer; decode the whole file for the real one.
+    with _open_raw(path) as handle:
+        raw = handle.read()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        return (
+            f"{path} is not UTF-8: byte 0x{raw[error.start]:02x} at offset {error.start} "
+            f"(line {line}) cannot be decoded. Save the file as UTF-8."
+        )
+    return f"{path} is not UTF-8. Save the file as UTF-8."
+
+
+def _open_raw(path: Path):
+    suffix = path.suffix.lower()
+    if suffix == ".bz2":
+        import bz2
+
+        return bz2.open(path, "rb")
+    if suffix == ".gz":
+        import gzip
+
+        return gzip.open(path, "rb")
+    if suffix == ".xz":
+        import lzma
+
+        return lzma.open(path, "rb")
+    return path.open("rb")
 
 
 def _read_csv(path: Path, sep: str = ",") -> pd.DataFrame:

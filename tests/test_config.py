@@ -1,0 +1,110 @@
+"""Tests of config layering, validation and round-tripping."""
+
+import pytest
+import yaml
+
+from tf_finetune.config import PACKAGED_DATASET, PACKAGED_MODEL, FitConfig, load_config
+from tf_finetune.errors import ConfigError
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_are_the_tutorial_recipe_on_packaged_data():
+    config = load_config()
+    assert config.model == PACKAGED_MODEL
+    assert config.dataset == PACKAGED_DATASET
+    assert (config.epochs, config.batch_size, config.learning_rate) == (3, 32, 5e-5)
+    assert config.max_length == "auto"
+
+
+def test_flags_override_the_file_which_overrides_defaults(tmp_path):
+    path = write(tmp_path / "c.yaml", "epochs: 5\nbatch_size: 8\nlearning_rate: 2.0e-5\n")
+    config = load_config(path, {"epochs": 1, "batch_size": None})
+    assert config.epochs == 1  # flag wins
+    assert config.batch_size == 8  # flag not given: the file's value
+    assert config.learning_rate == 2e-5
+    assert config.seed == 42  # default
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = write(tmp_path / "c.yaml", "epochs: 2\nlearning_rat: 0.1\n")
+    with pytest.raises(ConfigError, match=r"Unknown config key 'learning_rat' in .*c\.yaml"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("epochs: -1", "'epochs'.*at least 1. Received: -1"),
+        ("epochs: two", "'epochs'.*whole number. Received: 'two'"),
+        ("epochs: true", "'epochs'.*whole number"),
+        ("batch_size: 0", "'batch_size'.*at least 1"),
+        ("learning_rate: fast", "'learning_rate'.*a number. Received: 'fast'"),
+        ("learning_rate: 0", "'learning_rate'.*greater than 0"),
+        ("learning_rate: .nan", "'learning_rate'.*finite"),
+        ("padding: longest", "'padding'.*one of dynamic, max_length"),
+        ("max_length: 4", "'max_length'.*'auto' or a whole number >= 8"),
+        ("max_length: long", "'max_length'.*whole number or 'auto'"),
+        ("validation_split: 1.5", "'validation_split'.*between 0 and 1"),
+        ("text_column: [a, b]", "'text_column'.*a string"),
+        ("epochs:", "'epochs'.*needs a value"),
+    ],
+)
+def test_bad_values_name_key_and_value(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path / "c.yaml", text + "\n"))
+
+
+def test_yaml_style_exponent_strings_are_numbers(tmp_path):
+    # PyYAML reads "5e-5" (no dot) as a string; users write it that way.
+    config = load_config(write(tmp_path / "c.yaml", "learning_rate: 5e-5\nmax_length: '64'\n"))
+    assert config.learning_rate == 5e-5
+    assert config.max_length == 64
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = write(tmp_path / "c.yaml", "epochs: 2\nmodel: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line 3"):
+        load_config(path)
+
+
+def test_config_must_be_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="must be a YAML mapping.*Received: a list"):
+        load_config(write(tmp_path / "c.yaml", "- epochs\n"))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_dataset_and_files_are_exclusive():
+    with pytest.raises(ConfigError, match="Use either --dataset or --train-file"):
+        load_config(overrides={"dataset": "imdb", "train_file": "t.csv"})
+    with pytest.raises(ConfigError, match="need train_file"):
+        load_config(overrides={"test_file": "t.csv"})
+
+
+def test_train_file_replaces_the_packaged_dataset():
+    assert load_config(overrides={"train_file": "t.csv"}).dataset is None
+
+
+def test_written_yaml_reads_back_unchanged(tmp_path):
+    config = load_config(overrides={"epochs": 7, "max_length": 33, "text_pair_column": "b"})
+    config.write_yaml(tmp_path / "out.yaml")
+    assert load_config(tmp_path / "out.yaml") == config
+    assert list(yaml.safe_load((tmp_path / "out.yaml").read_text())) == list(
+        FitConfig().to_dict()
+    )
+
+
+def test_every_shipped_config_is_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert configs, "configs/ holds the seeds' experiments"
+    for path in configs:
+        load_config(path)
