@@ -104,3 +104,12 @@ def tiny_fit_options(checkpoint, folder):
 def fit_options(tiny_checkpoint, tmp_path):
     """Config values for a quick fit of the tiny model on fresh files in `tmp_path`."""
     return tiny_fit_options(tiny_checkpoint, tmp_path)
+
+
+@pytest.fixture
+def sentiment_files(tmp_path):
+    """Train (96 rows), validation (24) and test (24) CSV files of the easy task."""
+    return {
+        name: write_csv(tmp_path / f"{name}.csv", make_rows(count, seed))
+        for name, count, seed in [("train", 96, 1), ("validation", 24, 2), ("test", 24, 3)]
+    }

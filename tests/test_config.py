@@ -72,7 +72,7 @@ def test_invalid_yaml_names_the_line(tmp_path):
 
 
 def test_config_must_be_a_mapping(tmp_path):
-    with pytest.raises(ConfigError, match="must be a YAML mapping.*Received: a list"):
+    with pytest.raises(ConfigError, match=r"must be a YAML mapping.*Received: a list"):
         load_config(write(tmp_path / "c.yaml", "- epochs\n"))
 
 
@@ -96,9 +96,7 @@ def test_written_yaml_reads_back_unchanged(tmp_path):
     config = load_config(overrides={"epochs": 7, "max_length": 33, "text_pair_column": "b"})
     config.write_yaml(tmp_path / "out.yaml")
     assert load_config(tmp_path / "out.yaml") == config
-    assert list(yaml.safe_load((tmp_path / "out.yaml").read_text())) == list(
-        FitConfig().to_dict()
-    )
+    assert list(yaml.safe_load((tmp_path / "out.yaml").read_text())) == list(FitConfig().to_dict())
 
 
 def test_every_shipped_config_is_valid():

@@ -51,7 +51,9 @@ def test_malformed_csv_names_the_file_and_line(tmp_path):
 def test_non_utf8_names_the_byte_offset(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes(b"text,label\ncaf\xe9,pos\n")
-    with pytest.raises(DataError, match=r"latin\.csv is not UTF-8: byte 0xe9 at offset 14 \(line 2\)"):
+    with pytest.raises(
+        DataError, match=r"latin\.csv is not UTF-8: byte 0xe9 at offset 14 \(line 2\)"
+    ):
         read_table(path)
 
 

@@ -9,6 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import yaml
 from sklearn.metrics import classification_report, confusion_matrix
 
@@ -54,6 +55,24 @@ def test_run_directory_holds_every_artefact(run):
     assert not [p for p in run.run_dir.iterdir() if p.name.startswith(".tmp")]
     assert list((run.log_dir / "train").glob("events.out.tfevents.*"))
     assert list((run.log_dir / "validation").glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_logs_hold_the_epoch_metrics(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = {}
+    for split in ("train", "validation"):
+        events = EventAccumulator(str(run.log_dir / split), size_guidance={"tensors": 0})
+        events.Reload()
+        logged[split] = {
+            tag: [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)]
+            for tag in events.Tags()["tensors"]
+            if tag.startswith("epoch_")
+        }
+    np.testing.assert_allclose(logged["train"]["epoch_loss"], run.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        logged["validation"]["epoch_accuracy"], run.history["val_accuracy"], rtol=1e-5
+    )
 
 
 def test_resolved_config_reloads_as_the_same_run(run):

@@ -48,7 +48,7 @@ def load_tokenizer(model_path: str):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path, use_fast=True)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, TypeError) as error:  # TypeError: no vocabulary file
         raise ModelError(
             f"Cannot load a tokenizer from {model_path!r}: {first_line(error)}. "
             "The checkpoint needs tokenizer files (tokenizer.json or vocab.txt)."

