@@ -20,6 +20,12 @@ def tokenized(tokenizer, padding, max_length="auto"):
     return tokenize(datasets.DatasetDict({"train": split}), tokenizer, max_length, padding, 64)
 
 
+def batches(tokenizer, tokens, padding, batch_size, shuffle=False):
+    collator = make_collator(tokenizer, padding)
+    split = tokens.splits["train"]
+    return to_tf_dataset(split, tokens.input_names, collator, batch_size, shuffle)
+
+
 def test_dynamic_padding_pads_each_batch_to_its_longest(tokenizer):
     tokens = tokenized(tokenizer, "dynamic")
     data = to_tf_dataset(

@@ -149,23 +149,17 @@ def _load_hub(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None
 
 
 def _check_columns(raw: dict[str, _RawSplit], config: FitConfig) -> None:
-    wanted = [config.text_column, config.label_column]
+    wanted = {config.text_column: "--text-column", config.label_column: "--label-column"}
     if config.text_pair_column:
-        wanted.append(config.text_pair_column)
+        wanted[config.text_pair_column] = "--text-pair-column"
     for split in raw.values():
         found = split.dataset.column_names
-        for column in wanted:
+        for column, option in wanted.items():
             if column not in found:
-                option = _COLUMN_OPTIONS[
-                    [config.text_column, config.label_column, config.text_pair_column].index(column)
-                ]
                 raise DataError(
                     f"{split.source} has no column {column!r}. Columns found: "
                     f"{', '.join(map(str, found))}. Choose one with {option}."
                 )
-
-
-_COLUMN_OPTIONS = ("--text-column", "--label-column", "--text-pair-column")
 
 
 def _canonical(split: _RawSplit, config: FitConfig, names: list[str], ids: bool):

@@ -95,7 +95,7 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
         model = modeling.build_model(model_path, model_config)
         modeling.compile_model(model, config.learning_rate)
 
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     resolved = dataclasses.replace(config, max_length=tokens.max_length)
     resolved.write_yaml(run_dir / "fit_config.yaml")
     log_dir = run_dir / "logs"
@@ -122,22 +122,30 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
         report["macro avg"]["f1-score"],
     )
 
-    model.save_pretrained(run_dir)
-    tokenizer.save_pretrained(run_dir)
-    (run_dir / "labels.txt").write_text("\n".join(data.label_names) + "\n", encoding="utf-8")
-    evaluation.write_report(report, report_text, run_dir)
-    evaluation.write_predictions(
-        run_dir / "predictions.csv",
-        data.splits[split]["text"][:],
-        y_true,
-        probabilities,
-        data.label_names,
+    _write_checkpoint_and_report(
+        run_dir, model, tokenizer, data, report, report_text, y_true, probabilities
     )
     saved_model_dir = export.export_saved_model(
         model, data.label_names, tokens.input_names, run_dir
     )
     return FitResult(
         run_dir, saved_model_dir, log_dir, report, report_text, split, history, train_seconds
+    )
+
+
+def _write_checkpoint_and_report(
+    run_dir, model, tokenizer, data, report, report_text, y_true, probabilities
+) -> None:
+    """Writes the Hugging Face checkpoint, label names, report and predictions."""
+    from tf_finetune import evaluation
+
+    model.save_pretrained(run_dir)
+    tokenizer.save_pretrained(run_dir)
+    (run_dir / "labels.txt").write_text("\n".join(data.label_names) + "\n", encoding="utf-8")
+    evaluation.write_report(report, report_text, run_dir)
+    texts = data.splits[data.eval_split]["text"][:]
+    evaluation.write_predictions(
+        run_dir / "predictions.csv", texts, y_true, probabilities, data.label_names
     )
 
 
@@ -152,8 +160,6 @@ def _claim_run_dir(config: FitConfig) -> Path:
             f"Run directory {run_dir} already exists and is not empty. "
             "Choose another --run-name or --output-dir."
         )
-    if run_dir.exists():
-        run_dir.rmdir()
     return run_dir
 
 
