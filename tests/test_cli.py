@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -105,8 +106,10 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_console_script_and_module_entry_points():
+    # The console script is installed beside the interpreter, on PATH or not.
+    script = str(Path(sys.executable).parent / "tf-finetune")
     for command in (
-        ["tf-finetune", "--version"],
+        [script, "--version"],
         [sys.executable, "-m", "tf_finetune", "--version"],
     ):
         done = subprocess.run(command, capture_output=True, text=True, check=True)
