@@ -167,3 +167,10 @@ def test_hub_dataset_with_class_labels(monkeypatch):
     assert set(data.splits) == {"train", "validation"}
     assert data.splits["validation"]["labels"][:] == [1, 0, 1]
     assert data.eval_split == "validation"
+
+
+def test_a_column_mixing_numbers_and_text_is_named(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "pos"}\n')
+    with pytest.raises(DataError, match=r"mixed\.jsonl: a column mixes numbers and text"):
+        load_data(config_for(path))

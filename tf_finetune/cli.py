@@ -13,7 +13,7 @@ import sys
 import click
 
 from tf_finetune import __version__
-from tf_finetune.config import FIELDS, load_config
+from tf_finetune.config import FIELDS, field_kind, load_config
 from tf_finetune.errors import TfFinetuneError
 
 
@@ -47,13 +47,9 @@ def _config_options(command):
         if "choices" in meta:
             kind = click.Choice(meta["choices"])
         elif meta.get("cli_type") == "int_or_auto":
-            kind = str
-        elif str(field.type).startswith("int"):
-            kind = int
-        elif str(field.type).startswith("float"):
-            kind = float
+            kind = str  # a number or "auto", checked by the config
         else:
-            kind = str
+            kind = field_kind(name)
         default = field.default if field.default is not None else "none"
         command = click.option(
             "--" + name.replace("_", "-"),

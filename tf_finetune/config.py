@@ -184,7 +184,7 @@ def _check(key: str, value: Any, source: str) -> Any:
         raise ConfigError(f"{where} needs a value.")
     if meta.get("cli_type") == "int_or_auto":
         return _check_max_length(value, where)
-    kind = _field_kind(key)
+    kind = field_kind(key)
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             value = _parse(value, int, where, "a whole number")
@@ -230,7 +230,8 @@ def _parse(value: Any, kind: type, where: str, expected: str) -> Any:
     raise ConfigError(f"{where} must be {expected}. Received: {value!r}.")
 
 
-def _field_kind(key: str) -> type:
+def field_kind(key: str) -> type:
+    """Returns int, float or str: the type a field's value is coerced to."""
     annotation = str(FIELDS[key].type)
     if annotation.startswith("int"):
         return int

@@ -98,10 +98,7 @@ def _load_raw(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None
             "test": config.test_file,
         }
         raw = {
-            name: _RawSplit(
-                datasets.Dataset.from_pandas(data_files.read_table(path), preserve_index=False),
-                str(path),
-            )
+            name: _RawSplit(_file_dataset(path), str(path))
             for name, path in files.items()
             if path is not None
         }
@@ -117,6 +114,19 @@ def _load_raw(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None
         }
         return raw, None
     return _load_hub(config)
+
+
+def _file_dataset(path: str) -> datasets.Dataset:
+    import pyarrow
+
+    frame = data_files.read_table(path)
+    try:
+        return datasets.Dataset.from_pandas(frame, preserve_index=False)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as error:
+        raise DataError(
+            f"{path}: a column mixes numbers and text ({first_line(error)}). "
+            "Make every value of a column the same kind, e.g. quote numbers as strings."
+        ) from None
 
 
 def _load_hub(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None]:
