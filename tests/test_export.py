@@ -1,4 +1,4 @@
-"""Tests of the SavedModel export."""
+"""Tests of the SavedModel export: signatures, versions, atomicity, raw text."""
 
 import numpy as np
 import pytest
@@ -8,13 +8,7 @@ from tf_finetune import export
 from tf_finetune.errors import ExportError
 from tf_finetune.modeling import build_model, load_model_config
 
-
-@pytest.fixture(scope="module")
-def model(tiny_checkpoint):
-    path = str(tiny_checkpoint)
-    return build_model(path, load_model_config(path, ["neg", "pos"]))
-
-
+ALL_INPUTS = ["input_ids", "token_type_ids", "attention_mask"]
 INPUTS = {
     "input_ids": np.array([[2, 5, 20, 3, 0, 0], [2, 9, 12, 14, 8, 3]], np.int32),
     "attention_mask": np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], np.int32),
@@ -22,34 +16,88 @@ INPUTS = {
 }
 
 
-def test_export_reloads_with_the_same_outputs(model, tmp_path):
-    version = export.export_saved_model(
-        model, ["neg", "pos"], ["input_ids", "token_type_ids", "attention_mask"], tmp_path
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint):
+    path = str(tiny_checkpoint)
+    return build_model(path, load_model_config(path, ["neg", "pos"]))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def text_export(model, tokenizer, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    return export.export_saved_model(
+        model, ["neg", "pos"], ALL_INPUTS, folder, tokenizer=tokenizer, max_length=12
     )
-    assert version == tmp_path / "1"
-    loaded = tf.saved_model.load(str(version))
+
+
+def test_token_id_signature_reproduces_the_model(model, text_export):
+    loaded = tf.saved_model.load(str(text_export.path))
     assert set(loaded.signatures) == {"serving_default", export.TOKEN_IDS_SIGNATURE}
-    outputs = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in INPUTS.items()})
+    signature = loaded.signatures[export.TOKEN_IDS_SIGNATURE]
+    assert set(signature.structured_input_signature[1]) == set(export.INPUT_NAMES)
+    outputs = signature(**{k: tf.constant(v) for k, v in INPUTS.items()})
     expected = model(INPUTS, training=False).logits.numpy()
     np.testing.assert_allclose(outputs["logits"].numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(
         outputs["probabilities"].numpy(), tf.nn.softmax(expected).numpy(), atol=1e-6
     )
     assert [n.decode() for n in loaded.label_names.numpy()] == ["neg", "pos"]
-    signature = loaded.signatures["serving_default"]
-    assert set(signature.structured_input_signature[1]) == set(export.INPUT_NAMES)
-    assert signature.structured_outputs["probabilities"].shape.as_list() == [None, 2]
+
+
+def test_serving_default_takes_raw_text(model, tokenizer, text_export):
+    assert text_export.raw_text and text_export.reason is None
+    served = tf.saved_model.load(str(text_export.path)).signatures["serving_default"]
+    assert list(served.structured_input_signature[1]) == ["text"]
+    texts = ["good film", "the plot was dull and boring .", "", "Café 😀 中文 !!"]
+    outputs = served(text=tf.constant(texts))
+    encoded = tokenizer(texts, truncation=True, max_length=12, padding=True, return_tensors="tf")
+    expected = tf.nn.softmax(model(dict(encoded), training=False).logits).numpy()
+    np.testing.assert_allclose(outputs["scores"].numpy(), expected, atol=1e-5)
+    assert outputs["scores"].dtype == tf.float32
+    assert outputs["classes"].numpy().tolist() == [[b"neg", b"pos"]] * 4
+    assert outputs["label_id"].numpy().tolist() == expected.argmax(1).tolist()
+    assert outputs["label"].numpy().tolist() == [[b"neg", b"pos"][i] for i in expected.argmax(1)]
+
+
+def test_pair_models_take_text_pair(model, tokenizer, tmp_path):
+    exported = export.export_saved_model(
+        model, ["neg", "pos"], ALL_INPUTS, tmp_path, tokenizer, max_length=10, text_pair=True
+    )
+    served = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
+    assert set(served.structured_input_signature[1]) == {"text", "text_pair"}
+    texts, pairs = ["good film", "the film was very dull"], ["bad plot and acting", ""]
+    encoded = tokenizer(
+        texts, pairs, truncation=True, max_length=10, padding=True, return_tensors="tf"
+    )
+    expected = tf.nn.softmax(model(dict(encoded), training=False).logits).numpy()
+    got = served(text=tf.constant(texts), text_pair=tf.constant(pairs))["scores"].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_without_a_supported_tokenizer_it_says_so_and_keeps_token_ids(model, tmp_path):
+    exported = export.export_saved_model(model, ["neg", "pos"], ALL_INPUTS, tmp_path)
+    assert not exported.raw_text
+    assert exported.reason == "no tokenizer was given to the export."
+    served = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
+    assert set(served.structured_input_signature[1]) == set(export.INPUT_NAMES)
 
 
 def test_a_new_export_is_the_next_version(model, tmp_path):
-    names = ["input_ids", "token_type_ids", "attention_mask"]
     (tmp_path / "7").mkdir()
-    assert export.export_saved_model(model, ["neg", "pos"], names, tmp_path) == tmp_path / "8"
+    exported = export.export_saved_model(model, ["neg", "pos"], ALL_INPUTS, tmp_path)
+    assert exported.path == tmp_path / "8"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["7", "8"]
 
 
 def test_a_failed_export_leaves_nothing(model, tmp_path, monkeypatch):
-    def broken_check(path, model, input_names):
+    def broken_check(*args):
         raise ExportError("simulated mismatch")
 
     monkeypatch.setattr(export, "_check_reload", broken_check)
@@ -59,9 +107,9 @@ def test_a_failed_export_leaves_nothing(model, tmp_path, monkeypatch):
 
 
 def test_models_without_segment_ids_ignore_them(model, tmp_path):
-    """The signature always takes all three inputs and passes on the model's own."""
-    version = export.export_saved_model(model, ["neg", "pos"], ["input_ids"], tmp_path)
-    served = tf.saved_model.load(str(version)).signatures["serving_default"]
+    """The token-id signature always takes all three inputs and passes on the model's own."""
+    exported = export.export_saved_model(model, ["neg", "pos"], ["input_ids"], tmp_path)
+    served = tf.saved_model.load(str(exported.path)).signatures[export.TOKEN_IDS_SIGNATURE]
     ones = dict(INPUTS, token_type_ids=np.ones((2, 6), np.int32))
     a = served(**{k: tf.constant(v) for k, v in INPUTS.items()})["logits"].numpy()
     b = served(**{k: tf.constant(v) for k, v in ones.items()})["logits"].numpy()

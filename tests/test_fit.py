@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,29 +113,24 @@ def test_report_agrees_with_scikit_learn_on_saved_predictions(run):
     assert text == run.report_text
 
 
-def test_saved_model_reloads_in_a_fresh_process_without_the_library(run):
+def test_saved_model_serves_raw_text_in_a_fresh_process_with_tensorflow_alone(run):
     """A fresh interpreter with TensorFlow alone reproduces the saved probabilities."""
-    from transformers import AutoTokenizer
-
     with open(run.run_dir / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     texts = [r["text"] for r in rows]
     expected = np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows])
-    tokenizer = AutoTokenizer.from_pretrained(run.run_dir)
-    max_length = yaml.safe_load((run.run_dir / "fit_config.yaml").read_text())["max_length"]
-    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=True)
-    inputs = {k: encoded[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
     script = textwrap.dedent(
         """
         import json, sys
         import tensorflow as tf
-        inputs = json.load(sys.stdin)
+        texts = json.load(sys.stdin)
         loaded = tf.saved_model.load(sys.argv[1])
-        outputs = loaded.signatures["serving_default"](
-            **{k: tf.constant(v, tf.int32) for k, v in inputs.items()})
-        leaked = [m for m in ("transformers", "tf_finetune", "tf_keras") if m in sys.modules]
+        outputs = loaded.signatures["serving_default"](text=tf.constant(texts))
+        leaked = [m for m in ("transformers", "tf_finetune", "tf_keras", "tensorflow_text")
+                  if m in sys.modules]
         print(json.dumps({
-            "probabilities": outputs["probabilities"].numpy().tolist(),
+            "scores": outputs["scores"].numpy().tolist(),
+            "label": [n.decode() for n in outputs["label"].numpy()],
             "labels": [n.decode() for n in loaded.label_names.numpy()],
             "leaked": leaked,
         }))
@@ -142,7 +138,7 @@ def test_saved_model_reloads_in_a_fresh_process_without_the_library(run):
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(run.saved_model_dir)],
-        input=json.dumps(inputs),
+        input=json.dumps(texts),
         capture_output=True,
         text=True,
         timeout=180,
@@ -154,7 +150,44 @@ def test_saved_model_reloads_in_a_fresh_process_without_the_library(run):
     assert served["leaked"] == []
     assert served["labels"] == ["neg", "pos"]
     # predictions.csv holds 6 decimals.
-    np.testing.assert_allclose(served["probabilities"], expected, atol=2e-6)
+    np.testing.assert_allclose(served["scores"], expected, atol=2e-6)
+    assert served["label"] == [r["predicted"] for r in rows]
+
+
+def test_saved_model_cli_shows_and_runs_the_export(run):
+    cli = str(Path(sys.executable).parent / "saved_model_cli")
+    shown = subprocess.run(
+        [cli, "show", "--all", "--dir", str(run.saved_model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+        env=_fresh_environment(),
+    ).stdout
+    assert "signature_def['serving_default']" in shown
+    assert "signature_def['token_ids']" in shown
+    assert "inputs['text'] tensor_info:" in shown
+    ran = subprocess.run(
+        [
+            cli,
+            "run",
+            "--dir",
+            str(run.saved_model_dir),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--input_exprs",
+            'text=["a great film"]',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=_fresh_environment(),
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "Result for output key label:" in ran.stdout
+    assert "Result for output key scores:" in ran.stdout
 
 
 def _fresh_environment():

@@ -105,4 +105,8 @@ def fit(config_file: str | None, **options) -> None:
     click.echo(result.report_text)
     click.echo(f"Run directory: {result.run_dir}")
     click.echo(f"SavedModel:    {result.saved_model_dir}")
+    if result.raw_text_unsupported:
+        click.echo(f"               takes token ids only: {result.raw_text_unsupported}")
+    else:
+        click.echo("               serving_default takes raw text")
     click.echo(f"TensorBoard:   tensorboard --logdir {result.log_dir}")

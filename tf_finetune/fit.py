@@ -24,6 +24,8 @@ class FitResult:
     Attributes:
         run_dir: The run directory (Hugging Face checkpoint, config, report, logs).
         saved_model_dir: The SavedModel version folder inside `run_dir`.
+        raw_text_unsupported: Why `serving_default` takes token ids instead of raw text,
+            or None when it takes raw text.
         log_dir: TensorBoard logs.
         report: scikit-learn's report dict plus `confusion_matrix` and `labels`.
         report_text: The report as text.
@@ -40,6 +42,7 @@ class FitResult:
     eval_split: str
     history: dict
     train_seconds: float
+    raw_text_unsupported: str | None = None
 
 
 def fit(config: FitConfig, verbose: int = 0) -> FitResult:
@@ -125,11 +128,25 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
     _write_checkpoint_and_report(
         run_dir, model, tokenizer, data, report, report_text, y_true, probabilities
     )
-    saved_model_dir = export.export_saved_model(
-        model, data.label_names, tokens.input_names, run_dir
+    exported = export.export_saved_model(
+        model,
+        data.label_names,
+        tokens.input_names,
+        run_dir,
+        tokenizer=tokenizer,
+        max_length=tokens.max_length,
+        text_pair=data.has_text_pair,
     )
     return FitResult(
-        run_dir, saved_model_dir, log_dir, report, report_text, split, history, train_seconds
+        run_dir,
+        exported.path,
+        log_dir,
+        report,
+        report_text,
+        split,
+        history,
+        train_seconds,
+        exported.reason,
     )
 
 
