@@ -23,12 +23,12 @@ SCRIPT = textwrap.dedent(
     distribution.select_strategy = lambda: strategy
     result = fit(load_config(overrides=json.loads(sys.argv[1])))
     served = tf.saved_model.load(str(result.saved_model_dir)).signatures["serving_default"]
-    ids = tf.constant([[2, 5, 20, 3]])
-    probabilities = served(input_ids=ids, attention_mask=tf.ones_like(ids),
-                           token_type_ids=tf.zeros_like(ids))["probabilities"]
+    outputs = served(text=tf.constant(["a good film", "dull and boring"]))
+    probabilities = outputs["scores"]
     print(json.dumps({"replicas": strategy.num_replicas_in_sync,
                       "accuracy": result.report["accuracy"],
                       "epochs": len(result.history["loss"]),
+                      "labels": [n.decode() for n in outputs["label"].numpy()],
                       "row_sum": float(tf.reduce_sum(probabilities))}))
     """
 )
@@ -49,5 +49,6 @@ def test_fit_and_export_under_mirrored_strategy(tiny_checkpoint, tmp_path):
     assert result["replicas"] == 2
     assert result["epochs"] == 4
     assert result["accuracy"] >= 0.8
-    assert abs(result["row_sum"] - 1.0) < 1e-5
+    assert abs(result["row_sum"] - 2.0) < 1e-5  # two rows of probabilities
+    assert result["labels"] == ["pos", "neg"]
     assert (tmp_path / "runs" / "tiny" / "1" / "saved_model.pb").is_file()

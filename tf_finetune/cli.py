@@ -110,3 +110,143 @@ def fit(config_file: str | None, **options) -> None:
     else:
         click.echo("               serving_default takes raw text")
     click.echo(f"TensorBoard:   tensorboard --logdir {result.log_dir}")
+
+
+def _model_dir_argument(command):
+    return click.argument("model_dir", type=click.Path(exists=True, file_okay=False))(command)
+
+
+def _column_options(command):
+    command = click.option(
+        "--text-pair-column", default=None, help="Column of the second texts, for pair models."
+    )(command)
+    return click.option(
+        "--text-column", default="text", show_default=True, help="Column holding the texts."
+    )(command)
+
+
+@main.command()
+@_model_dir_argument
+@click.option("--text", "texts", multiple=True, help="A text to classify; repeat for more.")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(dir_okay=False),
+    help="A .csv, .tsv, .jsonl or .txt (one text per line) file of texts.",
+)
+@_column_options
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write predictions to this .csv or .jsonl file instead of standard output.",
+)
+@click.option(
+    "--batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Texts per call of the model.",
+)
+@_reports_errors
+def predict(model_dir, texts, input_file, text_column, text_pair_column, output, batch_size):
+    """Classify texts with an exported model (MODEL_DIR: a run or SavedModel folder).
+
+    Writes the label and the probability of every class per text. Needs only the
+    SavedModel: the export tokenizes raw text itself.
+    """
+    from pathlib import Path
+
+    from tf_finetune import serving
+
+    if bool(texts) == bool(input_file):
+        raise click.UsageError("Give either --text (one or more) or --input.")
+    suffix = Path(output).suffix.lower() if output else ".csv"
+    if suffix not in serving.OUTPUT_FORMATS:
+        raise click.UsageError("--output must end in .csv or .jsonl.")
+    model = serving.ExportedModel(model_dir)
+    if texts:
+        import pandas as pd
+
+        batches = iter([pd.DataFrame({text_column: list(texts)})])
+        total = len(texts)
+    else:
+        batches = serving.iter_batches(
+            input_file, text_column, text_pair_column, batch_size=batch_size
+        )
+        total = None
+    handle = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    try:
+        with click.progressbar(
+            length=total or 0, label="Predicting", file=sys.stderr, show_pos=True
+        ) as bar:
+            count = serving.predict_file(
+                model, batches, handle, suffix, text_column, text_pair_column, on_batch=bar.update
+            )
+    finally:
+        if output:
+            handle.close()
+    if output:
+        click.echo(f"Wrote {count} predictions to {output}.", err=True)
+
+
+@main.command()
+@_model_dir_argument
+@click.option(
+    "--data",
+    "data_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="A labelled .csv, .tsv, .jsonl, .json or .parquet file.",
+)
+@_column_options
+@click.option(
+    "--label-column", default="label", show_default=True, help="Column holding the true labels."
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    help="Folder for the report [default: <MODEL_DIR>/reports/<data name>].",
+)
+@click.option(
+    "--batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Texts per call of the model.",
+)
+@_reports_errors
+def report(
+    model_dir, data_file, text_column, text_pair_column, label_column, output_dir, batch_size
+):
+    """Score an exported model on a labelled file: report, confusion matrix, errors.
+
+    Writes report.json, report.txt, confusion_matrix.png and misclassified.csv, from the
+    SavedModel alone.
+    """
+    from pathlib import Path
+
+    from tf_finetune import serving
+
+    model = serving.ExportedModel(model_dir)
+    batches = serving.iter_batches(
+        data_file, text_column, text_pair_column, label_column, batch_size
+    )
+    with click.progressbar(length=0, label="Scoring", file=sys.stderr, show_pos=True) as bar:
+        result = serving.report_file(
+            model,
+            batches,
+            text_column,
+            label_column,
+            text_pair_column,
+            data_file,
+            on_batch=bar.update,
+        )
+    name = Path(data_file).name.split(".")[0]
+    directory = Path(output_dir) if output_dir else Path(model_dir) / "reports" / name
+    serving.write_report_dir(result, directory)
+    click.echo(result["text"])
+    click.echo(
+        f"Misclassified: {len(result['misclassified'])} of "
+        f"{int(result['report']['macro avg']['support'])}"
+    )
+    click.echo(f"Report:        {directory}")

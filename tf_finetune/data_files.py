@@ -58,6 +58,45 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def iter_table(path: str | Path, rows: int):
+    """Yields a data file in frames of at most `rows` rows.
+
+    CSV, TSV and JSON Lines are read chunk by chunk; JSON and Parquet are read whole.
+
+    Raises:
+        DataError: As `read_table`.
+    """
+    path = Path(path)
+    kind = file_format(path)
+    if not path.is_file():
+        raise DataError(f"Data file {path} does not exist. Check the path.")
+    if kind in ("json", "parquet"):
+        frame = read_table(path)
+        for start in range(0, len(frame), rows):
+            yield frame.iloc[start : start + rows]
+        return
+    if kind == "jsonl":
+        chunks = pd.read_json(path, lines=True, dtype=False, convert_dates=False, chunksize=rows)
+    else:
+        chunks = pd.read_csv(
+            path,
+            sep="\t" if kind == "tsv" else ",",
+            keep_default_na=False,
+            na_values=[],
+            encoding="utf-8-sig",
+            chunksize=rows,
+        )
+    try:
+        with chunks:
+            yield from chunks
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8_message(path)) from None
+    except pd.errors.ParserError as error:
+        raise DataError(f"{path} is malformed: {first_line(error)}.") from None
+    except ValueError as error:
+        raise DataError(f"{path} cannot be read as {kind}: {first_line(error)}.") from None
+
+
 def _not_utf8_message(path: Path) -> str:
     # The reader's offset is relative to its buffer; decode the whole file for the real one.
     with _open_raw(path) as handle:

@@ -1,0 +1,147 @@
+"""Tests of predict and report from the exported SavedModel alone."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import make_rows, tiny_fit_options, write_csv
+
+from tf_finetune import serving
+from tf_finetune.cli import main
+from tf_finetune.config import load_config
+from tf_finetune.errors import DataError, ExportError
+from tf_finetune.fit import fit
+
+
+@pytest.fixture(scope="module")
+def run(tiny_checkpoint, tmp_path_factory):
+    return fit(
+        load_config(overrides=tiny_fit_options(tiny_checkpoint, tmp_path_factory.mktemp("serve")))
+    )
+
+
+@pytest.fixture(scope="module")
+def model(run):
+    return serving.ExportedModel(run.run_dir)
+
+
+def saved_probabilities(run):
+    with open(run.run_dir / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return rows, np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows])
+
+
+def test_the_run_directory_resolves_to_its_latest_version(run, model, tmp_path):
+    assert model.path == run.saved_model_dir
+    assert model.label_names == ["neg", "pos"]
+    assert not model.takes_pair
+    with pytest.raises(ExportError, match="No SavedModel in"):
+        serving.ExportedModel(tmp_path)
+
+
+def test_predict_file_matches_the_trained_model(run, model, tmp_path):
+    rows, expected = saved_probabilities(run)
+    source = write_csv(tmp_path / "in.csv", [(r["text"], r["label"]) for r in rows])
+    out = io.StringIO()
+    count = serving.predict_file(
+        model, serving.iter_batches(source, "text", batch_size=5), out, ".csv", "text"
+    )
+    assert count == len(rows)
+    written = list(csv.DictReader(io.StringIO(out.getvalue())))
+    got = np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in written])
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    assert [r["label"] for r in written] == [r["predicted"] for r in rows]
+
+
+def test_predict_cli_texts_and_jsonl_file(run, tmp_path):
+    result = CliRunner().invoke(
+        main, ["predict", str(run.run_dir), "--text", "a good film", "--text", "dull and boring"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line]
+    assert lines[0] == "text,label,p_neg,p_pos"
+    assert lines[1].startswith("a good film,pos,") and lines[2].startswith("dull and boring,neg,")
+
+    source = tmp_path / "texts.txt"
+    source.write_text("a lovely story\nthe acting was poor\n", encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(run.run_dir),
+            "--input",
+            str(source),
+            "--output",
+            str(output),
+            "--batch-size",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r["label"] for r in records] == ["pos", "neg"]
+    assert all(abs(sum(r["scores"].values()) - 1) < 1e-5 for r in records)
+
+
+def test_predict_cli_usage_errors(run, tmp_path):
+    result = CliRunner().invoke(main, ["predict", str(run.run_dir)])
+    assert result.exit_code == 2 and "Give either --text" in result.output
+    result = CliRunner().invoke(
+        main, ["predict", str(run.run_dir), "--text", "x", "--output", str(tmp_path / "o.txt")]
+    )
+    assert result.exit_code == 2 and "--output must end in .csv or .jsonl" in result.output
+    result = CliRunner().invoke(
+        main, ["predict", str(run.run_dir), "--input", str(tmp_path / "missing.csv")]
+    )
+    assert result.exit_code == 4 and "missing.csv does not exist" in result.output
+
+
+def test_report_cli_writes_the_report_from_the_export(run, tmp_path):
+    from PIL import Image
+
+    rows = make_rows(40, seed=11)
+    data = write_csv(tmp_path / "holdout.csv", rows)
+    result = CliRunner().invoke(
+        main,
+        ["report", str(run.run_dir), "--data", str(data), "--output-dir", str(tmp_path / "rep")],
+    )
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "rep"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "confusion_matrix.png",
+        "misclassified.csv",
+        "report.json",
+        "report.txt",
+    ]
+    report = json.loads((folder / "report.json").read_text())
+    assert int(report["macro avg"]["support"]) == 40
+    assert sum(map(sum, report["confusion_matrix"])) == 40
+    with open(folder / "misclassified.csv", newline="") as handle:
+        wrong = list(csv.DictReader(handle))
+    assert len(wrong) == 40 - sum(report["confusion_matrix"][i][i] for i in range(2))
+    assert all(r["label"] != r["predicted"] for r in wrong)
+    with Image.open(folder / "confusion_matrix.png") as image:
+        assert image.format == "PNG" and image.size == (400, 400)
+    assert (folder / "report.txt").read_text() in result.output
+    # A second report never overwrites the first.
+    again = CliRunner().invoke(
+        main, ["report", str(run.run_dir), "--data", str(data), "--output-dir", str(folder)]
+    )
+    assert again.exit_code == 7 and "exists already" in again.output
+
+
+def test_report_names_labels_the_model_does_not_know(run, model, tmp_path):
+    data = write_csv(tmp_path / "odd.csv", [("good film", "pos"), ("meh", "neutral")])
+    batches = serving.iter_batches(data, "text", label_column="label")
+    with pytest.raises(DataError, match=r"labels the model does not know: 'neutral'"):
+        serving.report_file(model, batches, "text", "label", None, str(data))
+    result = CliRunner().invoke(
+        main,
+        ["report", str(run.run_dir), "--data", str(data), "--output-dir", str(tmp_path / "never")],
+    )
+    assert result.exit_code == 4
+    assert not (tmp_path / "never").exists()

@@ -1,0 +1,31 @@
+"""Pictures of evaluation results, written as PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path) -> None:
+    """Draws a labelled confusion matrix (rows: true label, columns: predicted label)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.6 * len(labels) + 2.5)
+    figure, axes = plt.subplots(figsize=(size, size), dpi=100)
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted label")
+    axes.set_ylabel("true label")
+    axes.set_title("Confusion matrix")
+    peak = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            colour = "white" if peak and count > peak / 2 else "black"
+            axes.text(j, i, str(count), ha="center", va="center", color=colour)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,275 @@
+"""Predicting and reporting from an exported SavedModel alone.
+
+Only TensorFlow is needed to run the model: the export tokenizes raw text itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tf_finetune import data_files
+from tf_finetune.errors import DataError, ExportError
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = (".csv", ".jsonl")
+
+
+class ExportedModel:
+    """A raw-text SavedModel loaded for prediction.
+
+    Args:
+        path: A SavedModel version folder, or a folder of versions (a run directory, a
+            TensorFlow Serving model base path), whose highest version is used.
+
+    Raises:
+        ExportError: There is no SavedModel there, or it does not take raw text.
+    """
+
+    def __init__(self, path: str | Path):
+        import tensorflow as tf
+
+        self.path = _version_folder(Path(path))
+        self._tf = tf
+        loaded = tf.saved_model.load(str(self.path))
+        self._signature = loaded.signatures["serving_default"]
+        inputs = self._signature.structured_input_signature[1]
+        if "text" not in inputs:
+            raise ExportError(
+                f"The SavedModel at {self.path} takes token ids, not raw text (its tokenizer "
+                "cannot run in the graph). Tokenize with the run's tokenizer and call its "
+                "'token_ids' signature instead."
+            )
+        self.takes_pair = "text_pair" in inputs
+        self.label_names = [name.decode() for name in loaded.label_names.numpy()]
+        self._loaded = loaded  # keeps the signature's variables alive
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        """Returns class probabilities `[len(texts), classes]`."""
+        if not texts:
+            return np.zeros((0, len(self.label_names)), np.float32)
+        inputs = {"text": self._tf.constant(texts, self._tf.string)}
+        if self.takes_pair:
+            if pairs is None:
+                raise DataError("This model was trained on text pairs; give the second texts.")
+            inputs["text_pair"] = self._tf.constant(pairs, self._tf.string)
+        return self._signature(**inputs)["scores"].numpy()
+
+
+def _version_folder(path: Path) -> Path:
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = (
+        sorted(
+            (p for p in path.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file()),
+            key=lambda p: int(p.name),
+        )
+        if path.is_dir()
+        else []
+    )
+    if not versions:
+        raise ExportError(
+            f"No SavedModel in {path}. Pass a run directory or a SavedModel version folder."
+        )
+    return versions[-1]
+
+
+def iter_batches(
+    path: str | Path,
+    text_column: str,
+    pair_column: str | None = None,
+    label_column: str | None = None,
+    batch_size: int = 64,
+) -> Iterator[pd.DataFrame]:
+    """Reads a .csv, .tsv, .jsonl or .txt file in batches of rows, without loading it whole.
+
+    A .txt file holds one text per line, in the column `text_column`.
+
+    Raises:
+        DataError: The file cannot be read or lacks a column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Input file {path} does not exist. Check the path.")
+    wanted = [c for c in (text_column, pair_column, label_column) if c]
+    if path.suffix.lower() == ".txt":
+        yield from _text_lines(path, text_column, batch_size)
+        return
+    for chunk in data_files.iter_table(path, batch_size):
+        missing = [c for c in wanted if c not in chunk.columns]
+        if missing:
+            raise DataError(
+                f"{path} has no column {missing[0]!r}. Columns found: "
+                f"{', '.join(map(str, chunk.columns))}. Choose one with the column options."
+            )
+        yield chunk
+
+
+def _text_lines(path: Path, column: str, batch_size: int) -> Iterator[pd.DataFrame]:
+    with path.open(encoding="utf-8-sig") as handle:
+        batch = []
+        for line in handle:
+            batch.append(line.rstrip("\r\n"))
+            if len(batch) == batch_size:
+                yield pd.DataFrame({column: batch})
+                batch = []
+        if batch:
+            yield pd.DataFrame({column: batch})
+
+
+def predict_file(
+    model: ExportedModel,
+    batches: Iterator[pd.DataFrame],
+    output,
+    output_format: str,
+    text_column: str,
+    pair_column: str | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Writes the label and every class probability of each input row to `output`.
+
+    Args:
+        model: The loaded export.
+        batches: From `iter_batches`.
+        output: A text stream.
+        output_format: ".csv" or ".jsonl".
+        text_column: Column of the texts.
+        pair_column: Column of the second texts, for pair models.
+        on_batch: Called with the number of rows of each batch written.
+
+    Returns:
+        The number of rows written.
+    """
+    names = model.label_names
+    writer = csv.writer(output) if output_format == ".csv" else None
+    if writer:
+        writer.writerow(["text", "label", *(f"p_{name}" for name in names)])
+    count = 0
+    for chunk in batches:
+        texts = _strings(chunk[text_column])
+        pairs = _strings(chunk[pair_column]) if pair_column else None
+        scores = model.predict(texts, pairs)
+        for text, row in zip(texts, scores, strict=True):
+            label = names[int(row.argmax())]
+            if writer:
+                writer.writerow([text, label, *(f"{p:.6f}" for p in row)])
+            else:
+                record = {
+                    "text": text,
+                    "label": label,
+                    "scores": {n: round(float(p), 6) for n, p in zip(names, row, strict=True)},
+                }
+                output.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count += len(texts)
+        if on_batch:
+            on_batch(len(texts))
+    return count
+
+
+def report_file(
+    model: ExportedModel,
+    batches: Iterator[pd.DataFrame],
+    text_column: str,
+    label_column: str,
+    pair_column: str | None,
+    source: str,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict:
+    """Scores a labelled file with the export.
+
+    Returns:
+        `report` (scikit-learn's dict plus `confusion_matrix` and `labels`), `text`, and
+        `misclassified` (rows with text, true and predicted label, and probabilities).
+
+    Raises:
+        DataError: A label is missing or unknown to the model.
+    """
+    from tf_finetune import evaluation
+
+    index = {name: i for i, name in enumerate(model.label_names)}
+    texts, y_true, scores = [], [], []
+    for chunk in batches:
+        labels = [str(v) for v in chunk[label_column]]
+        unknown = sorted({v for v in labels if v not in index})
+        if unknown:
+            raise DataError(
+                f"{source}, column {label_column!r} has labels the model does not know: "
+                f"{', '.join(map(repr, unknown[:5]))}. The model's labels: "
+                f"{', '.join(model.label_names)}."
+            )
+        chunk_texts = _strings(chunk[text_column])
+        pairs = _strings(chunk[pair_column]) if pair_column else None
+        scores.append(model.predict(chunk_texts, pairs))
+        texts += chunk_texts
+        y_true += [index[v] for v in labels]
+        if on_batch:
+            on_batch(len(chunk_texts))
+    if not texts:
+        raise DataError(f"{source} has no rows to score.")
+    probabilities = np.concatenate(scores)
+    names = model.label_names
+    predicted = probabilities.argmax(axis=1)
+    misclassified = [
+        {
+            "text": text,
+            "label": names[true],
+            "predicted": names[int(pred)],
+            **{f"p_{n}": round(float(p), 6) for n, p in zip(names, probs, strict=True)},
+        }
+        for text, true, pred, probs in zip(texts, y_true, predicted, probabilities, strict=True)
+        if true != pred
+    ]
+    return {
+        "report": evaluation.build_report(y_true, probabilities, names),
+        "text": evaluation.format_report(y_true, probabilities, names),
+        "misclassified": misclassified,
+    }
+
+
+def write_report_dir(result: dict, directory: Path) -> Path:
+    """Writes report.json, report.txt, confusion_matrix.png and misclassified.csv.
+
+    The folder is written under a temporary name beside `directory` and renamed when
+    complete; an existing `directory` is never overwritten.
+
+    Raises:
+        ExportError: `directory` exists already.
+    """
+    from tf_finetune import evaluation, plots
+
+    if directory.exists():
+        raise ExportError(f"{directory} exists already. Choose another --output-dir.")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.parent / f".tmp-{directory.name}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        evaluation.write_report(result["report"], result["text"], staging)
+        plots.confusion_matrix_png(
+            result["report"]["confusion_matrix"],
+            result["report"]["labels"],
+            staging / "confusion_matrix.png",
+        )
+        names = result["report"]["labels"]
+        columns = ["text", "label", "predicted", *(f"p_{n}" for n in names)]
+        with (staging / "misclassified.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(result["misclassified"])
+        staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def _strings(column) -> list[str]:
+    return ["" if v is None else str(v) for v in column]
