@@ -114,3 +114,19 @@ def test_models_without_segment_ids_ignore_them(model, tmp_path):
     a = served(**{k: tf.constant(v) for k, v in INPUTS.items()})["logits"].numpy()
     b = served(**{k: tf.constant(v) for k, v in ones.items()})["logits"].numpy()
     np.testing.assert_array_equal(a, b)
+
+
+def test_an_unsupported_tokenizer_keeps_token_ids_and_says_why(model, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(vocab={"a": 0, "b": 1, "<unk>": 2}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel()
+    bpe = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    exported = export.export_saved_model(
+        model, ["neg", "pos"], ALL_INPUTS, tmp_path, tokenizer=bpe, max_length=8
+    )
+    assert not exported.raw_text
+    assert "uses a BPE model; only WordPiece" in exported.reason
+    served = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
+    assert set(served.structured_input_signature[1]) == set(export.INPUT_NAMES)

@@ -146,3 +146,15 @@ def test_minilm_matches_on_every_rotten_tomatoes_text():
         expected = hf_ids(tokenizer, texts, max_length)
         mismatched = [t for t, a, b in zip(texts, got, expected, strict=True) if a != b]
         assert mismatched == [], f"{len(mismatched)} texts differ, e.g. {mismatched[:3]!r}"
+
+
+def test_cased_vocabularies_keep_case_and_accents(tiny_checkpoint, tmp_path):
+    from transformers import BertTokenizerFast
+
+    vocab = (tiny_checkpoint / "vocab.txt").read_text(encoding="utf-8").split()
+    (tmp_path / "vocab.txt").write_text("\n".join([*vocab, "Good", "Café", "é"]) + "\n")
+    cased = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"), do_lower_case=False)
+    texts = ["Good film", "good FILM", "Café café cafe", "ΣΟΦΟΣ", *EDGE_CASES]
+    graph = GraphTokenizer(read_tables(cased), max_length=24)
+    assert graph_ids(graph, texts) == hf_ids(cased, texts, 24)
+    assert graph_ids(graph, ["Good"])[0][1] == cased.convert_tokens_to_ids("Good")
