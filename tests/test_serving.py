@@ -145,3 +145,11 @@ def test_report_names_labels_the_model_does_not_know(run, model, tmp_path):
     )
     assert result.exit_code == 4
     assert not (tmp_path / "never").exists()
+
+
+def test_row_estimate_for_the_progress_bar(tmp_path):
+    write_csv(tmp_path / "a.csv", make_rows(7, seed=1))
+    (tmp_path / "b.txt").write_text("one\ntwo\nthree\n", encoding="utf-8")
+    assert serving.estimate_rows(tmp_path / "a.csv") == 7
+    assert serving.estimate_rows(tmp_path / "b.txt") == 3
+    assert serving.estimate_rows(tmp_path / "c.parquet") is None

@@ -173,7 +173,7 @@ def predict(model_dir, texts, input_file, text_column, text_pair_column, output,
         batches = serving.iter_batches(
             input_file, text_column, text_pair_column, batch_size=batch_size
         )
-        total = None
+        total = serving.estimate_rows(input_file)
     handle = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
         with click.progressbar(
@@ -231,7 +231,8 @@ def report(
     batches = serving.iter_batches(
         data_file, text_column, text_pair_column, label_column, batch_size
     )
-    with click.progressbar(length=0, label="Scoring", file=sys.stderr, show_pos=True) as bar:
+    total = serving.estimate_rows(data_file) or 0
+    with click.progressbar(length=total, label="Scoring", file=sys.stderr, show_pos=True) as bar:
         result = serving.report_file(
             model,
             batches,

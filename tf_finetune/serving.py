@@ -114,6 +114,21 @@ def iter_batches(
         yield chunk
 
 
+def estimate_rows(path: str | Path) -> int | None:
+    """Counts the lines of a text data file, for a progress bar; None for binary formats.
+
+    A quoted CSV cell that spans lines makes this an overestimate.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".jsonl", ".txt") or not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    header = 1 if suffix in (".csv", ".tsv") else 0
+    return max(lines - header, 0)
+
+
 def _text_lines(path: Path, column: str, batch_size: int) -> Iterator[pd.DataFrame]:
     with path.open(encoding="utf-8-sig") as handle:
         batch = []
