@@ -116,6 +116,15 @@ def _model_dir_argument(command):
     return click.argument("model_dir", type=click.Path(exists=True, file_okay=False))(command)
 
 
+_batch_size_option = click.option(
+    "--batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Texts per call of the model.",
+)
+
+
 def _column_options(command):
     command = click.option(
         "--text-pair-column", default=None, help="Column of the second texts, for pair models."
@@ -140,13 +149,7 @@ def _column_options(command):
     type=click.Path(dir_okay=False, writable=True),
     help="Write predictions to this .csv or .jsonl file instead of standard output.",
 )
-@click.option(
-    "--batch-size",
-    default=64,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Texts per call of the model.",
-)
+@_batch_size_option
 @_reports_errors
 def predict(model_dir, texts, input_file, text_column, text_pair_column, output, batch_size):
     """Classify texts with an exported model (MODEL_DIR: a run or SavedModel folder).
@@ -207,13 +210,7 @@ def predict(model_dir, texts, input_file, text_column, text_pair_column, output,
     type=click.Path(file_okay=False),
     help="Folder for the report [default: <MODEL_DIR>/reports/<data name>].",
 )
-@click.option(
-    "--batch-size",
-    default=64,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Texts per call of the model.",
-)
+@_batch_size_option
 @_reports_errors
 def report(
     model_dir, data_file, text_column, text_pair_column, label_column, output_dir, batch_size
