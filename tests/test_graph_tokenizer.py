@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 from conftest import SHARED_DATA
 
-from tf_finetune.graph_tokenizer import GraphTokenizer, UnsupportedTokenizer, read_tables
+from tf_finetune.graph_tokenizer import GraphTokenizer
+from tf_finetune.tokenizer_tables import read_tables
 
 EDGE_CASES = [
     "Café naïve résumé ÀÉÎÕÜ Ångström",
@@ -106,17 +107,6 @@ def test_special_token_strings_in_text_stay_text(tiny_tokenizer, tiny_tables):
     assert tiny_tokenizer("good [SEP] film")["input_ids"] == ids(
         ["[CLS]", "good", "[SEP]", "film", "[SEP]"]
     )
-
-
-def test_byte_level_bpe_is_refused_by_name():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(models.BPE(vocab={"a": 0, "b": 1, "<unk>": 2}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
-    with pytest.raises(UnsupportedTokenizer, match="uses a BPE model; only WordPiece"):
-        read_tables(tokenizer)
 
 
 @pytest.mark.checkpoint

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tf_finetune import graph_tokenizer
+from tf_finetune import graph_tokenizer, tokenizer_tables
 from tf_finetune.errors import ExportError
 
 logger = logging.getLogger(__name__)
@@ -110,8 +110,8 @@ def _graph_tokenizer(tokenizer, max_length):
     if tokenizer is None:
         return None, "no tokenizer was given to the export."
     try:
-        tables = graph_tokenizer.read_tables(tokenizer)
-    except graph_tokenizer.UnsupportedTokenizer as error:
+        tables = tokenizer_tables.read_tables(tokenizer)
+    except tokenizer_tables.UnsupportedTokenizer as error:
         return None, str(error)
     return graph_tokenizer.GraphTokenizer(tables, max_length), None
 

@@ -5,9 +5,9 @@ expressions, Unicode splitting, hash tables, a while loop), so the SavedModel ru
 wherever TensorFlow does: `saved_model_cli run`, TensorFlow Serving, the C API, with no
 custom-op library to register. tensorflow-text's tokenizers would need one.
 
-The tables are read off the checkpoint's own Hugging Face fast tokenizer, character by
-character, so normalization (cleaning, accent stripping, lower-casing, spacing of CJK
-characters) and punctuation splitting agree with it exactly:
+The tables (`tokenizer_tables`) are read off the checkpoint's own Hugging Face fast
+tokenizer, character by character, so normalization (cleaning, accent stripping,
+lower-casing, spacing of CJK characters) and punctuation splitting agree with it exactly:
 
     text -> delete / space / whitespace classes (regex) -> per-character map (table)
          -> isolate punctuation (regex) -> split on spaces -> WordPiece (greedy longest
@@ -16,137 +16,9 @@ characters) and punctuation splitting agree with it exactly:
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import sys
-
 import tensorflow as tf
 
-from tf_finetune.errors import ExportError
-
-_SURROGATES = range(0xD800, 0xE000)
-
-
-class UnsupportedTokenizer(ExportError):
-    """The tokenizer cannot be expressed in the graph; the export keeps token ids only."""
-
-
-@dataclasses.dataclass
-class WordPieceTables:
-    """Everything the graph tokenizer needs, read off a Hugging Face fast tokenizer."""
-
-    vocab: list[str]
-    deleted: list[tuple[int, int]]
-    spaced: list[tuple[int, int]]
-    whitespace: list[tuple[int, int]]
-    mapped: dict[str, str]
-    punctuation: list[tuple[int, int]]
-    unk_id: int
-    cls_id: int
-    sep_id: int
-    pad_id: int
-    prefix: str
-    max_chars_per_word: int
-
-
-def read_tables(tokenizer) -> WordPieceTables:
-    """Reads the WordPiece tables of a BERT-style fast tokenizer.
-
-    Raises:
-        UnsupportedTokenizer: The tokenizer is not BERT-style WordPiece (byte-level BPE,
-            SentencePiece, ...), or adds tokens the graph tokenizer does not reproduce.
-    """
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())
-    model, normalizer = spec.get("model") or {}, spec.get("normalizer") or {}
-    pre, post = spec.get("pre_tokenizer") or {}, spec.get("post_processor") or {}
-    kind = type(tokenizer).__name__
-    if model.get("type") != "WordPiece":
-        raise UnsupportedTokenizer(
-            f"{kind} uses a {model.get('type', 'unknown')} model; only WordPiece "
-            "vocabularies (BERT, DistilBERT, MiniLM, ELECTRA, ...) can tokenize in the graph."
-        )
-    if normalizer.get("type") != "BertNormalizer" or pre.get("type") != "BertPreTokenizer":
-        raise UnsupportedTokenizer(
-            f"{kind} normalizes or pre-tokenizes unlike BERT "
-            f"({normalizer.get('type')}, {pre.get('type')}); it cannot tokenize in the graph."
-        )
-    if not normalizer.get("clean_text", True):
-        raise UnsupportedTokenizer(f"{kind} does not clean text; not supported in the graph.")
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    expected = tokenizer.build_inputs_with_special_tokens([7], [8])
-    if post.get("type") not in ("BertProcessing", "TemplateProcessing") or expected != [
-        cls,
-        7,
-        sep,
-        8,
-        sep,
-    ]:
-        raise UnsupportedTokenizer(
-            f"{kind} does not wrap texts as [CLS] a [SEP] b [SEP]; not supported in the graph."
-        )
-    vocab = [token for token, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
-    if len(vocab) != max(tokenizer.get_vocab().values()) + 1:
-        raise UnsupportedTokenizer(f"{kind} has gaps in its vocabulary ids.")
-    classes = _normalization_classes(tokenizer.backend_tokenizer.normalizer)
-    return WordPieceTables(
-        vocab=vocab,
-        punctuation=_punctuation_ranges(tokenizer.backend_tokenizer.pre_tokenizer),
-        unk_id=tokenizer.unk_token_id,
-        cls_id=cls,
-        sep_id=sep,
-        pad_id=tokenizer.pad_token_id,
-        prefix=model.get("continuing_subword_prefix", "##"),
-        max_chars_per_word=model.get("max_input_chars_per_word", 100),
-        **classes,
-    )
-
-
-def _normalization_classes(normalizer) -> dict:
-    """Sorts every code point by what the normalizer does to it, alone."""
-    deleted, spaced, whitespace, mapped = [], [], [], {}
-    for code in range(sys.maxunicode + 1):
-        if code in _SURROGATES:
-            continue
-        char = chr(code)
-        out = normalizer.normalize_str(char)
-        if out == char:
-            continue
-        if out == "":
-            deleted.append(code)
-        elif out == f" {char} ":
-            spaced.append(code)
-        elif out == " ":
-            whitespace.append(code)
-        else:
-            mapped[char] = out
-    return {
-        "deleted": _ranges(deleted),
-        "spaced": _ranges(spaced),
-        "whitespace": _ranges(whitespace),
-        "mapped": mapped,
-    }
-
-
-def _punctuation_ranges(pre_tokenizer) -> list[tuple[int, int]]:
-    """Code points the pre-tokenizer splits off as tokens of their own."""
-    punctuation = []
-    for code in range(sys.maxunicode + 1):
-        if code in _SURROGATES:
-            continue
-        pieces = pre_tokenizer.pre_tokenize_str(f"a{chr(code)}a")
-        if len(pieces) == 3:
-            punctuation.append(code)
-    return _ranges(punctuation)
-
-
-def _ranges(codes: list[int]) -> list[tuple[int, int]]:
-    ranges: list[tuple[int, int]] = []
-    for code in codes:
-        if ranges and ranges[-1][1] == code - 1:
-            ranges[-1] = (ranges[-1][0], code)
-        else:
-            ranges.append((code, code))
-    return ranges
+from tf_finetune.tokenizer_tables import WordPieceTables
 
 
 def _char_class(ranges: list[tuple[int, int]]) -> str:
