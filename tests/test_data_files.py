@@ -81,3 +81,19 @@ def test_format_comes_from_the_suffix(tmp_path):
     assert file_format(tmp_path / "a.JSONL.gz") == "jsonl"
     with pytest.raises(DataError, match=r"a\.txt.*\.csv, \.tsv, \.json, \.jsonl, \.parquet"):
         file_format(tmp_path / "a.txt")
+
+
+def test_reading_in_chunks_reports_errors_like_reading_whole(tmp_path):
+    from tf_finetune.data_files import iter_table
+
+    (tmp_path / "empty.csv").write_text("", encoding="utf-8")
+    with pytest.raises(DataError, match=r"empty\.csv is empty"):
+        list(iter_table(tmp_path / "empty.csv", 5))
+    (tmp_path / "bad.csv").write_text("text,label\na,pos\nb,neg,extra\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.csv is malformed: .*line 3"):
+        list(iter_table(tmp_path / "bad.csv", 5))
+    (tmp_path / "latin.tsv").write_bytes(b"text\tlabel\ncaf\xe9\tpos\n")
+    with pytest.raises(DataError, match=r"byte 0xe9 at offset 14 \(line 2\)"):
+        list(iter_table(tmp_path / "latin.tsv", 5))
+    (tmp_path / "ok.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n{"text": "c"}\n')
+    assert [len(f) for f in iter_table(tmp_path / "ok.jsonl", 2)] == [2, 1]

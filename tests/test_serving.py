@@ -98,6 +98,11 @@ def test_predict_cli_usage_errors(run, tmp_path):
         main, ["predict", str(run.run_dir), "--input", str(tmp_path / "missing.csv")]
     )
     assert result.exit_code == 4 and "missing.csv does not exist" in result.output
+    (tmp_path / "empty.csv").write_text("", encoding="utf-8")
+    result = CliRunner().invoke(
+        main, ["predict", str(run.run_dir), "--input", str(tmp_path / "empty.csv")]
+    )
+    assert result.exit_code == 4 and "empty.csv is empty" in result.output
 
 
 def test_report_cli_writes_the_report_from_the_export(run, tmp_path):

@@ -6,6 +6,7 @@ empty cell is an empty string, never a missing value.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -41,18 +42,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     kind = file_format(path)
     if not path.is_file():
         raise DataError(f"Data file {path} does not exist. Check the path.")
-    try:
+    with _reading(path, kind):
         frame = _READERS[kind](path)
-    except UnicodeDecodeError:
-        raise DataError(_not_utf8_message(path)) from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty. It needs a header row and data rows.") from None
-    except pd.errors.ParserError as error:
-        raise DataError(f"{path} is malformed: {first_line(error)}.") from None
-    except (ValueError, json.JSONDecodeError) as error:
-        raise DataError(f"{path} cannot be read as {kind}: {first_line(error)}.") from None
-    except OSError as error:
-        raise DataError(f"{path} cannot be read: {error.strerror or error}.") from None
     if frame.empty:
         raise DataError(f"{path} has no data rows.")
     return frame
@@ -75,26 +66,25 @@ def iter_table(path: str | Path, rows: int):
         for start in range(0, len(frame), rows):
             yield frame.iloc[start : start + rows]
         return
-    if kind == "jsonl":
-        chunks = pd.read_json(path, lines=True, dtype=False, convert_dates=False, chunksize=rows)
-    else:
-        chunks = pd.read_csv(
-            path,
-            sep="\t" if kind == "tsv" else ",",
-            keep_default_na=False,
-            na_values=[],
-            encoding="utf-8-sig",
-            chunksize=rows,
-        )
+    with _reading(path, kind), _READERS[kind](path, chunksize=rows) as chunks:
+        yield from chunks
+
+
+@contextlib.contextmanager
+def _reading(path: Path, kind: str):
+    """Turns the readers' exceptions into one-line `DataError`s naming the file."""
     try:
-        with chunks:
-            yield from chunks
+        yield
     except UnicodeDecodeError:
         raise DataError(_not_utf8_message(path)) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty. It needs a header row and data rows.") from None
     except pd.errors.ParserError as error:
         raise DataError(f"{path} is malformed: {first_line(error)}.") from None
-    except ValueError as error:
+    except (ValueError, json.JSONDecodeError) as error:
         raise DataError(f"{path} cannot be read as {kind}: {first_line(error)}.") from None
+    except OSError as error:
+        raise DataError(f"{path} cannot be read: {error.strerror or error}.") from None
 
 
 def _not_utf8_message(path: Path) -> str:
@@ -129,9 +119,16 @@ def _open_raw(path: Path):
     return path.open("rb")
 
 
-def _read_csv(path: Path, sep: str = ",") -> pd.DataFrame:
+def _read_csv(path: Path, sep: str = ",", chunksize: int | None = None):
     # utf-8-sig accepts and drops a byte-order mark; the C parser names the bad line.
-    return pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[], encoding="utf-8-sig")
+    return pd.read_csv(
+        path,
+        sep=sep,
+        keep_default_na=False,
+        na_values=[],
+        encoding="utf-8-sig",
+        chunksize=chunksize,
+    )
 
 
 def _read_json(path: Path) -> pd.DataFrame:
@@ -142,13 +139,13 @@ def _read_json(path: Path) -> pd.DataFrame:
         return _read_jsonl(path)
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+def _read_jsonl(path: Path, chunksize: int | None = None):
+    return pd.read_json(path, lines=True, dtype=False, convert_dates=False, chunksize=chunksize)
 
 
 _READERS = {
     "csv": _read_csv,
-    "tsv": lambda path: _read_csv(path, sep="\t"),
+    "tsv": lambda path, chunksize=None: _read_csv(path, "\t", chunksize),
     "json": _read_json,
     "jsonl": _read_jsonl,
     "parquet": pd.read_parquet,
