@@ -28,16 +28,9 @@ def batches(tokenizer, tokens, padding, batch_size, shuffle=False):
 
 def test_dynamic_padding_pads_each_batch_to_its_longest(tokenizer):
     tokens = tokenized(tokenizer, "dynamic")
-    data = to_tf_dataset(
-        tokens.splits["train"],
-        tokens.input_names,
-        make_collator(tokenizer, "dynamic"),
-        batch_size=2,
-        shuffle=False,
-    )
-    batches = list(data.as_numpy_iterator())
-    assert [b[0]["input_ids"].shape for b in batches] == [(2, 6), (2, 9)]
-    features, labels = batches[0]
+    batched = list(batches(tokenizer, tokens, "dynamic", 2).as_numpy_iterator())
+    assert [b[0]["input_ids"].shape for b in batched] == [(2, 6), (2, 9)]
+    features, labels = batched[0]
     assert set(features) == {"input_ids", "token_type_ids", "attention_mask"}
     np.testing.assert_array_equal(labels, [1, 0])
     np.testing.assert_array_equal(features["attention_mask"][0], [1, 1, 1, 0, 0, 0])
@@ -45,13 +38,7 @@ def test_dynamic_padding_pads_each_batch_to_its_longest(tokenizer):
 
 def test_max_length_padding_keeps_a_fixed_shape(tokenizer):
     tokens = tokenized(tokenizer, "max_length", max_length=12)
-    data = to_tf_dataset(
-        tokens.splits["train"],
-        tokens.input_names,
-        make_collator(tokenizer, "max_length"),
-        batch_size=3,
-        shuffle=False,
-    )
+    data = batches(tokenizer, tokens, "max_length", 3)
     shapes = [b[0]["input_ids"].shape for b in data.as_numpy_iterator()]
     assert shapes == [(3, 12), (1, 12)]  # the remainder is kept
 
@@ -63,13 +50,7 @@ def test_shuffling_is_seeded(tokenizer):
 
     def order(seed):
         tf_keras.utils.set_random_seed(seed)
-        data = to_tf_dataset(
-            tokens.splits["train"],
-            tokens.input_names,
-            make_collator(tokenizer, "dynamic"),
-            batch_size=1,
-            shuffle=True,
-        )
+        data = batches(tokenizer, tokens, "dynamic", 1, shuffle=True)
         return [
             int(b[1][0]) * 100 + int(b[0]["input_ids"].shape[1]) for b in data.as_numpy_iterator()
         ]

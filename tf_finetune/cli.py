@@ -244,7 +244,7 @@ def report(
     serving.write_report_dir(result, directory)
     click.echo(result["text"])
     click.echo(
-        f"Misclassified: {len(result['misclassified'])} of "
+        f"Misclassified: {len(result['misclassified']['texts'])} of "
         f"{int(result['report']['macro avg']['support'])}"
     )
     click.echo(f"Report:        {directory}")

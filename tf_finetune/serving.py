@@ -203,7 +203,7 @@ def report_file(
 
     Returns:
         `report` (scikit-learn's dict plus `confusion_matrix` and `labels`), `text`, and
-        `misclassified` (rows with text, true and predicted label, and probabilities).
+        `misclassified` (the `texts`, `y_true` ids and `probabilities` of wrong rows).
 
     Raises:
         DataError: A label is missing or unknown to the model.
@@ -232,21 +232,15 @@ def report_file(
         raise DataError(f"{source} has no rows to score.")
     probabilities = np.concatenate(scores)
     names = model.label_names
-    predicted = probabilities.argmax(axis=1)
-    misclassified = [
-        {
-            "text": text,
-            "label": names[true],
-            "predicted": names[int(pred)],
-            **{f"p_{n}": round(float(p), 6) for n, p in zip(names, probs, strict=True)},
-        }
-        for text, true, pred, probs in zip(texts, y_true, predicted, probabilities, strict=True)
-        if true != pred
-    ]
+    wrong = np.flatnonzero(probabilities.argmax(axis=1) != np.array(y_true))
     return {
         "report": evaluation.build_report(y_true, probabilities, names),
         "text": evaluation.format_report(y_true, probabilities, names),
-        "misclassified": misclassified,
+        "misclassified": {
+            "texts": [texts[i] for i in wrong],
+            "y_true": [y_true[i] for i in wrong],
+            "probabilities": probabilities[wrong],
+        },
     }
 
 
@@ -273,12 +267,14 @@ def write_report_dir(result: dict, directory: Path) -> Path:
             result["report"]["labels"],
             staging / "confusion_matrix.png",
         )
-        names = result["report"]["labels"]
-        columns = ["text", "label", "predicted", *(f"p_{n}" for n in names)]
-        with (staging / "misclassified.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(result["misclassified"])
+        wrong = result["misclassified"]
+        evaluation.write_predictions(
+            staging / "misclassified.csv",
+            wrong["texts"],
+            wrong["y_true"],
+            wrong["probabilities"],
+            result["report"]["labels"],
+        )
         staging.rename(directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
