@@ -102,14 +102,23 @@ def build_model(model_path: str, model_config):
 
 
 def compile_model(model, learning_rate: float) -> None:
-    """Compiles with the tutorial's recipe: Adam, sparse categorical cross-entropy on logits."""
+    """Compiles with the tutorial's recipe: Adam, sparse categorical cross-entropy on logits.
+
+    Adam is `optimization.FusedAdam` (the same update, applied by fused kernels), and
+    its slots are created here so the train function is traced once. Under a mixed
+    precision policy the loss is computed on float32 logits and Keras adds loss scaling.
+    Call under the strategy scope the model was built in.
+    """
     import tf_keras
 
+    from tf_finetune import optimization
+
     model.compile(
-        optimizer=tf_keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optimization.FusedAdam(learning_rate=learning_rate),
+        loss=optimization.Float32LogitsLoss(from_logits=True),
         metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
+    optimization.create_slots(model.optimizer, model.trainable_variables)
 
 
 def _looks_like_path(reference: str) -> bool:

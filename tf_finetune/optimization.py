@@ -1,0 +1,50 @@
+"""The optimizer and loss of training: Adam with fused updates, a float32 loss.
+
+Keras' Adam updates a variable whose gradient is sparse (`tf.IndexedSlices`, as the
+word embeddings' always is) with a chain of dense and scatter ops over the whole table:
+on MiniLM that costs 0.21 s of a 0.75 s training step on 2 CPU cores. `FusedAdam`
+turns the sparse gradient into a dense one and applies `ResourceApplyAdam`, one pass
+over the variable and its two slots: 0.04 s for all variables. The update is the same
+as Keras' Adam (rows without a gradient see a zero gradient: their moments decay and
+they still move), so training follows the same recipe.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras
+
+
+class FusedAdam(tf_keras.optimizers.legacy.Adam):
+    """Adam applying sparse gradients densely, through the fused `ResourceApplyAdam`."""
+
+    def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
+        rows = tf.shape(var, out_type=indices.dtype)[0]
+        dense = tf.math.unsorted_segment_sum(grad, indices, rows)
+        return self._resource_apply_dense(dense, var, apply_state)
+
+    def _resource_apply_sparse_duplicate_indices(self, grad, var, indices, **kwargs):
+        # unsorted_segment_sum already adds up the rows of repeated indices.
+        return self._resource_apply_sparse(grad, var, indices, **kwargs)
+
+
+class Float32LogitsLoss(tf_keras.losses.SparseCategoricalCrossentropy):
+    """Sparse categorical cross-entropy computed in float32, whatever the logits' type.
+
+    Under a mixed precision policy the classifier's logits are float16 or bfloat16;
+    the softmax and log of the loss stay in float32.
+    """
+
+    def call(self, y_true, y_pred):
+        return super().call(y_true, tf.cast(y_pred, tf.float32))
+
+
+def create_slots(optimizer, variables) -> None:
+    """Creates the optimizer's step counter and moment slots for `variables` now.
+
+    Left to the first training step, the slots are created inside the traced train
+    function, which makes TensorFlow trace it twice (about 10 s on MiniLM). Call this
+    under the strategy scope the model was built in.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # unwrap loss scaling
+    inner._create_all_weights(variables)
