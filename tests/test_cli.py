@@ -95,7 +95,7 @@ def test_bad_column_fails_before_writing_anything(fit_options, tmp_path):
 def test_usage_errors_exit_2():
     result = CliRunner().invoke(main, ["fit", "--padding", "longest"])
     assert result.exit_code == 2
-    assert "'longest' is not one of 'dynamic', 'max_length'" in result.output
+    assert "'longest' is not one of 'grouped', 'dynamic', 'max_length'" in result.output
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -45,7 +45,7 @@ def test_unknown_key_is_named(tmp_path):
         ("learning_rate: fast", "'learning_rate'.*a number. Received: 'fast'"),
         ("learning_rate: 0", "'learning_rate'.*greater than 0"),
         ("learning_rate: .nan", "'learning_rate'.*finite"),
-        ("padding: longest", "'padding'.*one of dynamic, max_length"),
+        ("padding: longest", "'padding'.*one of grouped, dynamic, max_length"),
         ("max_length: 4", "'max_length'.*'auto' or a whole number >= 8"),
         ("max_length: long", "'max_length'.*whole number or 'auto'"),
         ("validation_split: 1.5", "'validation_split'.*between 0 and 1"),

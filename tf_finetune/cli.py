@@ -101,6 +101,9 @@ def fit(config_file: str | None, **options) -> None:
     quiet = click.get_current_context().find_root().params.get("quiet")
     progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     result = run_fit(config, verbose=progress)
+    from tf_finetune.throughput import describe
+
+    click.echo("\n" + describe(result.stats))
     click.echo(f"\nClassification report ({result.eval_split} split):\n")
     click.echo(result.report_text)
     click.echo(f"Run directory: {result.run_dir}")

@@ -18,7 +18,8 @@ from tf_finetune.errors import ConfigError
 
 PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
 PACKAGED_DATASET = "packaged:rotten_tomatoes_critics"
-PADDING_CHOICES = ("dynamic", "max_length")
+PADDING_CHOICES = ("grouped", "dynamic", "max_length")
+PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 def _field(default: Any, help: str, **meta: Any) -> Any:
@@ -58,12 +59,28 @@ class FitConfig:
         "Tokens per example after truncation, or 'auto': the longest tokenized training "
         "text, capped at the model's limit.",
         cli_type="int_or_auto",
+        minimum=8,
     )
     padding: str = _field(
-        "dynamic",
-        "'dynamic': pad each batch to its longest example (DataCollatorWithPadding); "
-        "'max_length': pad every example to max_length (the tutorial's DefaultDataCollator).",
+        "grouped",
+        "'grouped': batches of examples of similar length, each padded to its longest "
+        "(the fastest); 'dynamic': random batches, each padded to its longest; "
+        "'max_length': every example padded to max_length (the tutorial's "
+        "DefaultDataCollator and to_tf_dataset).",
         choices=PADDING_CHOICES,
+    )
+    pad_to_multiple_of: int | str = _field(
+        "auto",
+        "Round each grouped or dynamic batch's length up to a multiple of this, or "
+        "'auto': 8 on GPUs (tensor-core shapes), 1 on CPUs.",
+        cli_type="int_or_auto",
+        minimum=1,
+    )
+    mixed_precision: str = _field(
+        "auto",
+        "Keras precision policy: 'auto' (mixed_float16 on GPUs of compute capability "
+        "7.0 or newer, else float32), 'float32', 'mixed_float16' or 'mixed_bfloat16'.",
+        choices=PRECISION_CHOICES,
     )
     epochs: int = _field(3, "Passes over the training data.", minimum=1)
     batch_size: int = _field(
@@ -183,7 +200,7 @@ def _check(key: str, value: Any, source: str) -> Any:
             return None
         raise ConfigError(f"{where} needs a value.")
     if meta.get("cli_type") == "int_or_auto":
-        return _check_max_length(value, where)
+        return _check_int_or_auto(value, where, meta["minimum"])
     kind = field_kind(key)
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -211,13 +228,15 @@ def _check(key: str, value: Any, source: str) -> Any:
     return value
 
 
-def _check_max_length(value: Any, where: str) -> int | str:
+def _check_int_or_auto(value: Any, where: str, minimum: int) -> int | str:
     if value == "auto":
         return value
     if isinstance(value, str):
         value = _parse(value, int, where, "a whole number or 'auto'")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 8:
-        raise ConfigError(f"{where} must be 'auto' or a whole number >= 8. Received: {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"{where} must be 'auto' or a whole number >= {minimum}. Received: {value!r}."
+        )
     return value
 
 

@@ -11,11 +11,17 @@ import tensorflow as tf
 from sklearn.metrics import classification_report, confusion_matrix
 
 
-def predict_probabilities(model, data) -> np.ndarray:
-    """Returns class probabilities `[N, C]` for unshuffled `(features, labels)` batches."""
-    features = data.map(lambda x, y: x)
+def predict_probabilities(model, batches) -> np.ndarray:
+    """Returns class probabilities `[N, C]` in split order.
+
+    Args:
+        model: A Keras classifier returning `logits`.
+        batches: `tf_data.Batches` of an evaluation split (unshuffled).
+    """
+    features = batches.dataset.map(lambda x, y: x)
     logits = model.predict(features, verbose=0)["logits"]
-    return tf.nn.softmax(logits, axis=-1).numpy()
+    probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy()
+    return batches.restore_order(probabilities)
 
 
 def build_report(y_true, probabilities: np.ndarray, label_names: list[str]) -> dict:

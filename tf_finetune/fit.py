@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -30,8 +31,9 @@ class FitResult:
         report: scikit-learn's report dict plus `confusion_matrix` and `labels`.
         report_text: The report as text.
         eval_split: The split the report scores ("test", or "validation" without test).
-        history: Keras metrics per epoch.
-        train_seconds: Wall time of `model.fit`.
+        history: Keras metrics per epoch, with speed figures.
+        stats: Speed figures of training (see `throughput.summarize`), also written to
+            `training_stats.json`.
     """
 
     run_dir: Path
@@ -41,7 +43,7 @@ class FitResult:
     report_text: str
     eval_split: str
     history: dict
-    train_seconds: float
+    stats: dict
     raw_text_unsupported: str | None = None
 
 
@@ -87,34 +89,57 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
 
     strategy = distribution.select_strategy()
     global_batch = config.batch_size * strategy.num_replicas_in_sync
-    collator = tf_data.make_collator(tokenizer, config.padding)
+    pad_values = tf_data.pad_values(tokenizer)
+    pad_multiple = distribution.resolve_pad_multiple(config.pad_to_multiple_of)
+    precision = distribution.resolve_precision(config.mixed_precision)
 
-    def batches(split, shuffle):
-        return tf_data.to_tf_dataset(
-            tokens.splits[split], tokens.input_names, collator, global_batch, shuffle
+    def batches(split, epochs=1, seed=None):
+        if config.padding == "max_length":
+            return tf_data.collated_batches(
+                tokens.splits[split], tokens.input_names, global_batch, shuffle=seed is not None
+            )
+        return tf_data.grouped_batches(
+            tokens.splits[split],
+            tokens.input_names,
+            pad_values,
+            global_batch,
+            # Evaluation order does not matter (predictions are put back in split
+            # order), so evaluation always groups.
+            group=config.padding == "grouped" or seed is None,
+            epochs=epochs,
+            seed=seed,
+            pad_to_multiple_of=pad_multiple,
+            max_length=tokens.max_length,
         )
 
-    with strategy.scope():
+    # Layers take the precision policy when they are built.
+    with distribution.precision_policy(precision), strategy.scope():
         model = modeling.build_model(model_path, model_config)
         modeling.compile_model(model, config.learning_rate)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = dataclasses.replace(config, max_length=tokens.max_length)
+    resolved = dataclasses.replace(
+        config,
+        max_length=tokens.max_length,
+        pad_to_multiple_of=pad_multiple,
+        mixed_precision=precision,
+    )
     resolved.write_yaml(run_dir / "fit_config.yaml")
     log_dir = run_dir / "logs"
-    started = time.perf_counter()
-    history = training.train(
+    trained = training.train(
         model,
-        batches("train", True),
-        batches("validation", False),
+        batches("train", config.epochs, config.seed),
+        batches("validation"),
         config.epochs,
         log_dir,
         verbose,
     )
-    train_seconds = time.perf_counter() - started
+    (run_dir / "training_stats.json").write_text(
+        json.dumps(trained.stats, indent=2) + "\n", encoding="utf-8"
+    )
 
     split = data.eval_split
-    probabilities = evaluation.predict_probabilities(model, batches(split, False))
+    probabilities = evaluation.predict_probabilities(model, batches(split))
     y_true = tokens.splits[split]["labels"][:]
     report = evaluation.build_report(y_true, probabilities, data.label_names)
     report_text = evaluation.format_report(y_true, probabilities, data.label_names)
@@ -144,8 +169,8 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
         report,
         report_text,
         split,
-        history,
-        train_seconds,
+        trained.history,
+        trained.stats,
         exported.reason,
     )
 

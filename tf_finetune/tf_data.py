@@ -1,45 +1,244 @@
-"""Turning tokenized splits into batched `tf.data` pipelines with `Dataset.to_tf_dataset`."""
+"""Turning tokenized splits into batched `tf.data` pipelines.
+
+Three padding modes (the `padding` config key):
+- "grouped" (the default): each epoch shuffles the examples, sorts them by length
+  within chunks of `GROUP_CHUNK_BATCHES` batches, cuts the chunks into batches and
+  shuffles the batches. Each batch is padded to its longest example rounded up to
+  `pad_to_multiple_of`, so little compute goes to padding and the padded lengths come
+  from a small fixed set.
+- "dynamic": random batches, each padded to its longest example (what
+  `DataCollatorWithPadding` does).
+- "max_length": the tutorial's recipe: examples padded to `max_length` at tokenization,
+  stacked by `DefaultDataCollator` through `Dataset.to_tf_dataset`.
+
+The grouped and dynamic pipelines read the token ids from memory as ragged tensors and
+pad each batch inside the graph; every batch of every epoch is planned up front from
+the seed, so a run's padding statistics are known exactly and runs repeat.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import datasets
+import numpy as np
+import tensorflow as tf
+
+# A chunk of this many batches is sorted by length before it is cut into batches:
+# large enough that neighbours in a chunk have nearly the same length, small enough
+# that each batch still mixes examples from across the split.
+GROUP_CHUNK_BATCHES = 64
 
 
-def make_collator(tokenizer, padding: str):
-    """Returns the batch collator for a padding mode.
+@dataclasses.dataclass(frozen=True)
+class PaddingStats:
+    """Token counts of one pass over a split.
 
-    "max_length" examples are already padded, so the tutorial's `DefaultDataCollator`
-    only stacks them; "dynamic" pads each batch to its longest example.
+    Attributes:
+        examples: Examples in the pass.
+        real_tokens: Tokens of the examples themselves.
+        padded_tokens: Tokens fed to the model, padding included.
     """
-    from transformers import DataCollatorWithPadding, DefaultDataCollator
 
-    if padding == "max_length":
-        return DefaultDataCollator(return_tensors="np")
-    return DataCollatorWithPadding(tokenizer, return_tensors="np")
+    examples: int
+    real_tokens: int
+    padded_tokens: int
+
+    @property
+    def padding_share(self) -> float:
+        """The share of fed tokens that are padding."""
+        return 1.0 - self.real_tokens / self.padded_tokens if self.padded_tokens else 0.0
 
 
-def to_tf_dataset(
-    split: datasets.Dataset, input_names: list[str], collator, batch_size: int, shuffle: bool
-):
-    """Returns `(features, labels)` batches of a tokenized split.
+@dataclasses.dataclass
+class Batches:
+    """A batched split and what one pass over it feeds the model.
 
-    Shuffling draws its per-epoch order from TensorFlow's global seed, so
-    `tf_keras.utils.set_random_seed` makes it reproducible.
+    Attributes:
+        dataset: `(features, labels)` batches; for training, every epoch back to back.
+        steps: Batches per epoch.
+        epoch_stats: Padding statistics of each epoch (one entry for evaluation).
+        order: For evaluation, the split index of each example in the order the
+            batches yield them; `restore_order` puts predictions back in split order.
+    """
+
+    dataset: tf.data.Dataset
+    steps: int
+    epoch_stats: list[PaddingStats]
+    order: np.ndarray | None = None
+
+    def restore_order(self, values: np.ndarray) -> np.ndarray:
+        """Returns per-example `values` (in batch order) rearranged into split order."""
+        if self.order is None:
+            return values
+        restored = np.empty_like(values)
+        restored[self.order] = values
+        return restored
+
+    def stats(self, epoch: int) -> PaddingStats:
+        """Returns the padding statistics of an epoch (0-based)."""
+        return self.epoch_stats[min(epoch, len(self.epoch_stats) - 1)]
+
+
+def pad_values(tokenizer) -> dict[str, int]:
+    """Returns the value that pads each model input of `tokenizer`."""
+    return {
+        "input_ids": tokenizer.pad_token_id or 0,
+        "token_type_ids": tokenizer.pad_token_type_id,
+        "attention_mask": 0,
+    }
+
+
+def example_lengths(split: datasets.Dataset) -> np.ndarray:
+    """Returns the real (unpadded) token count of each example of a tokenized split."""
+    masks = split["attention_mask"][:] if "attention_mask" in split.column_names else None
+    if masks is not None:
+        return np.fromiter((sum(mask) for mask in masks), np.int64, len(masks))
+    return np.fromiter((len(ids) for ids in split["input_ids"][:]), np.int64, len(split))
+
+
+def plan_batches(
+    lengths: np.ndarray,
+    batch_size: int,
+    group: bool,
+    rng: np.random.Generator | None,
+) -> list[np.ndarray]:
+    """Returns the example indices of each batch of one pass.
 
     Args:
-        split: A tokenized split with `labels`.
-        input_names: Model input columns to feed.
-        collator: From `make_collator`.
-        batch_size: The global batch size (per replica times replicas).
-        shuffle: Shuffle each epoch (training), or keep the split's order (evaluation,
-            whose predictions are matched to labels by position).
+        lengths: Real token count of each example.
+        batch_size: Examples per batch; only the last batch may be smaller.
+        group: Sort by length (within chunks when shuffling, over the whole split
+            otherwise) so a batch holds examples of similar length.
+        rng: Shuffles examples and batches; None keeps the split order (evaluation).
     """
-    return split.to_tf_dataset(
+    count = len(lengths)
+    order = rng.permutation(count) if rng is not None else np.arange(count)
+    if group:
+        chunk = count if rng is None else batch_size * GROUP_CHUNK_BATCHES
+        order = np.concatenate(
+            [
+                part[np.argsort(lengths[part], kind="stable")]
+                for part in np.split(order, range(chunk, count, chunk))
+            ]
+        )
+    batches = np.split(order, range(batch_size, count, batch_size))
+    if group and rng is not None:
+        # The partial batch stays last, so each epoch has the same full batches.
+        full = batches[:-1] if len(batches[-1]) < batch_size else batches
+        rest = batches[len(full) :]
+        batches = [full[i] for i in rng.permutation(len(full))] + rest
+    return batches
+
+
+def padded_width(longest: int, multiple: int, cap: int) -> int:
+    """Returns the padded length of a batch whose longest example has `longest` tokens."""
+    rounded = -(-longest // multiple) * multiple
+    return max(longest, min(rounded, cap))
+
+
+def grouped_batches(
+    split: datasets.Dataset,
+    input_names: list[str],
+    pad_values: dict[str, int],
+    batch_size: int,
+    *,
+    group: bool,
+    epochs: int = 1,
+    seed: int | None = None,
+    pad_to_multiple_of: int = 1,
+    max_length: int | None = None,
+) -> Batches:
+    """Returns length-grouped (or random) batches padded inside the graph.
+
+    Args:
+        split: A tokenized, unpadded split with `labels`.
+        input_names: Model input columns to feed.
+        pad_values: The padding value of each input column (a missing name pads with 0).
+        batch_size: The global batch size (per replica times replicas).
+        group: Group examples of similar length ("grouped"), or not ("dynamic").
+        epochs: Passes to plan; the dataset yields them back to back, so `fit` needs
+            `steps_per_epoch=steps`.
+        seed: Shuffles each epoch differently but repeatably; None keeps the split
+            order (evaluation) and plans one pass.
+        pad_to_multiple_of: Round each batch's length up to a multiple of this.
+        max_length: Rounding never pads past this length.
+    """
+    lengths = example_lengths(split)
+    cap = max_length or int(lengths.max(initial=1))
+    rng = np.random.default_rng(seed) if seed is not None else None
+    plans = [plan_batches(lengths, batch_size, group, rng) for _ in range(epochs)]
+    widths = [
+        [padded_width(int(lengths[b].max()), pad_to_multiple_of, cap) for b in plan]
+        for plan in plans
+    ]
+    stats = [
+        PaddingStats(
+            len(lengths),
+            int(lengths.sum()),
+            sum(w * len(b) for w, b in zip(plan_widths, plan, strict=True)),
+        )
+        for plan, plan_widths in zip(plans, widths, strict=True)
+    ]
+    all_batches = list(itertools.chain.from_iterable(plans))
+    indices = tf.RaggedTensor.from_row_lengths(
+        np.concatenate(all_batches).astype(np.int64), [len(b) for b in all_batches]
+    )
+    all_widths = tf.constant(list(itertools.chain.from_iterable(widths)), tf.int32)
+    columns = {name: _ragged_column(split, name, lengths) for name in input_names}
+    labels = tf.constant(np.asarray(split["labels"][:], np.int64))
+
+    @tf.autograph.experimental.do_not_convert
+    def gather_and_pad(batch, width):
+        shape = tf.stack([tf.size(batch), width])
+        features = {
+            name: tf.gather(column, batch).to_tensor(
+                default_value=pad_values.get(name, 0), shape=shape
+            )
+            for name, column in columns.items()
+        }
+        return features, tf.gather(labels, batch)
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((indices, all_widths))
+        .map(gather_and_pad, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    order = np.concatenate(plans[0]) if seed is None else None
+    return Batches(dataset, len(plans[0]), stats, order)
+
+
+def _ragged_column(split: datasets.Dataset, name: str, lengths: np.ndarray) -> tf.RaggedTensor:
+    rows = split[name][:]
+    row_lengths = np.fromiter(map(len, rows), np.int64, len(rows))
+    if not np.array_equal(row_lengths, lengths):
+        raise ValueError(f"Column {name!r} is padded; grouped batching needs unpadded tokens.")
+    flat = np.fromiter(itertools.chain.from_iterable(rows), np.int32, int(row_lengths.sum()))
+    return tf.RaggedTensor.from_row_lengths(flat, row_lengths)
+
+
+def collated_batches(
+    split: datasets.Dataset, input_names: list[str], batch_size: int, shuffle: bool
+) -> Batches:
+    """Returns the tutorial's batches: `to_tf_dataset` with `DefaultDataCollator`.
+
+    The split must be padded to `max_length` at tokenization. Shuffling draws its
+    per-epoch order from TensorFlow's global seed, so `tf_keras.utils.set_random_seed`
+    makes it repeatable.
+    """
+    from transformers import DefaultDataCollator
+
+    dataset = split.to_tf_dataset(
         columns=input_names,
         label_cols="labels",
         batch_size=batch_size,
         shuffle=shuffle,
-        collate_fn=collator,
+        collate_fn=DefaultDataCollator(return_tensors="np"),
         drop_remainder=False,
         prefetch=True,
     )
+    lengths = example_lengths(split)
+    width = len(split[0]["input_ids"]) if len(split) else 0
+    stats = PaddingStats(len(lengths), int(lengths.sum()), width * len(lengths))
+    return Batches(dataset, -(-len(lengths) // batch_size), [stats])

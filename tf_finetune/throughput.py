@@ -1,0 +1,143 @@
+"""Measuring training speed: samples and tokens per second, padding, tracing, memory.
+
+`ThroughputMonitor` times each training step (validation excluded) and adds its figures
+to the epoch's logs, so Keras' History, the TensorBoard callback that follows it and
+the epoch log line all carry them. `summarize` turns the epochs into the run's
+`training_stats.json`.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+import tf_keras
+
+# Keys this monitor adds to each epoch's logs.
+EPOCH_KEYS = (
+    "samples_per_second",
+    "real_tokens_per_second",
+    "padded_tokens_per_second",
+    "padding_share",
+    "train_seconds",
+    "rss_mib",
+)
+
+
+def current_rss_mib() -> float:
+    """Returns the resident memory of this process in MiB (peak RSS where /proc is absent)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except OSError:
+        return peak_rss_mib()
+
+
+def peak_rss_mib() -> float:
+    """Returns the peak resident memory of this process in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class ThroughputMonitor(tf_keras.callbacks.Callback):
+    """Adds speed, padding and memory figures to each epoch's logs.
+
+    Args:
+        batches: The training `tf_data.Batches`, whose `stats(epoch)` gives the
+            examples and real and padded tokens of each epoch.
+    """
+
+    def __init__(self, batches):
+        super().__init__()
+        self._batches = batches
+        self.step_seconds: list[float] = []
+        self.first_step_seconds: float | None = None
+        self._epoch_seconds = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_seconds = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._step_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        seconds = time.perf_counter() - self._step_start
+        self._epoch_seconds += seconds
+        if self.first_step_seconds is None:
+            self.first_step_seconds = seconds
+        else:
+            self.step_seconds.append(seconds)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        stats = self._batches.stats(epoch)
+        seconds = max(self._epoch_seconds, 1e-9)
+        logs["samples_per_second"] = stats.examples / seconds
+        logs["real_tokens_per_second"] = stats.real_tokens / seconds
+        logs["padded_tokens_per_second"] = stats.padded_tokens / seconds
+        logs["padding_share"] = stats.padding_share
+        logs["train_seconds"] = self._epoch_seconds
+        logs["rss_mib"] = current_rss_mib()
+
+    @property
+    def tracing_seconds(self) -> float:
+        """First-step time beyond a typical step: tracing and graph optimisation."""
+        if self.first_step_seconds is None:
+            return 0.0
+        typical = float(np.median(self.step_seconds)) if self.step_seconds else 0.0
+        return max(self.first_step_seconds - typical, 0.0)
+
+
+def summarize(history: dict, monitor: ThroughputMonitor, batches, model) -> dict:
+    """Returns the run's speed figures: totals over all epochs, then each epoch.
+
+    Args:
+        history: Keras metrics per epoch, including the monitor's keys.
+        monitor: The run's `ThroughputMonitor`.
+        batches: The training `tf_data.Batches`.
+        model: The trained Keras model (for the count of traced train functions).
+    """
+    epochs = len(history.get("train_seconds", []))
+    seconds = sum(history.get("train_seconds", []))
+    stats = [batches.stats(epoch) for epoch in range(epochs)]
+    examples = sum(s.examples for s in stats)
+    real = sum(s.real_tokens for s in stats)
+    padded = sum(s.padded_tokens for s in stats)
+    return {
+        "epochs": epochs,
+        "train_seconds": seconds,
+        "samples_per_second": examples / seconds if seconds else 0.0,
+        "real_tokens_per_second": real / seconds if seconds else 0.0,
+        "padded_tokens_per_second": padded / seconds if seconds else 0.0,
+        "padding_share": 1.0 - real / padded if padded else 0.0,
+        "tracing_seconds": monitor.tracing_seconds,
+        "median_step_seconds": float(np.median(monitor.step_seconds))
+        if monitor.step_seconds
+        else None,
+        "traced_train_functions": _tracing_count(model),
+        "peak_rss_mib": peak_rss_mib(),
+        "per_epoch": [
+            {key: history[key][epoch] for key in EPOCH_KEYS if key in history}
+            for epoch in range(epochs)
+        ],
+    }
+
+
+def describe(stats: dict) -> str:
+    """Returns a one-line account of `summarize`'s figures."""
+    return (
+        f"Trained {stats['epochs']} epoch(s) in {stats['train_seconds']:.1f} s: "
+        f"{stats['samples_per_second']:.1f} samples/s, "
+        f"{stats['real_tokens_per_second']:,.0f} real tokens/s, "
+        f"{100 * stats['padding_share']:.1f}% padding, "
+        f"{stats['tracing_seconds']:.1f} s tracing, "
+        f"peak memory {stats['peak_rss_mib']:,.0f} MiB."
+    )
+
+
+def _tracing_count(model) -> int | None:
+    function = getattr(model, "train_function", None)
+    counter = getattr(function, "experimental_get_tracing_count", None)
+    return int(counter()) if counter else None
