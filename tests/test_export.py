@@ -66,6 +66,21 @@ def test_serving_default_takes_raw_text(model, tokenizer, text_export):
     assert outputs["label"].numpy().tolist() == [[b"neg", b"pos"][i] for i in expected.argmax(1)]
 
 
+def test_raw_text_batches_run_in_length_chunks_and_keep_their_order(model, tokenizer, text_export):
+    served = tf.saved_model.load(str(text_export.path)).signatures["serving_default"]
+    words = ["good", "bad", "film", "plot", "dull", "lovely", "story", "the", "was", "very"]
+    # 40 rows of 0 to 9 words, shuffled: three chunks of up to 16 rows each.
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=n % 10)) for n in rng.permutation(40)]
+    assert len(texts) > 2 * export.SERVING_CHUNK
+    got = served(text=tf.constant(texts))["scores"].numpy()
+    for text, scores in zip(texts, got, strict=True):
+        encoded = tokenizer([text], truncation=True, max_length=12, return_tensors="tf")
+        expected = tf.nn.softmax(model(dict(encoded), training=False).logits).numpy()[0]
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert served(text=tf.constant([], tf.string))["scores"].shape == (0, 2)
+
+
 def test_pair_models_take_text_pair(model, tokenizer, tmp_path):
     exported = export.export_saved_model(
         model, ["neg", "pos"], ALL_INPUTS, tmp_path, tokenizer, max_length=10, text_pair=True

@@ -59,6 +59,13 @@ class GraphTokenizer(tf.Module):
 
         As in Hugging Face, an empty `text_pair` string means "no pair" for its row.
         """
+        ids, types = self.ragged(text, text_pair)
+        return self.pad(ids, types)
+
+    def ragged(
+        self, text: tf.Tensor, text_pair: tf.Tensor | None = None
+    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+        """Returns the unpadded token ids and token type ids of each row, `[batch, (tokens)]`."""
         first = self.wordpiece_ids(text)
         cls = tf.fill([tf.shape(text)[0], 1], self._tables.cls_id)
         sep = tf.fill([tf.shape(text)[0], 1], self._tables.sep_id)
@@ -76,6 +83,10 @@ class GraphTokenizer(tf.Module):
             single = tf.equal(text_pair, "")
             ids = _rows_where(single, ids, pair_ids)
             types = _rows_where(single, types, pair_types)
+        return ids, types
+
+    def pad(self, ids: tf.RaggedTensor, types: tf.RaggedTensor) -> dict:
+        """Returns `ragged`'s output as model inputs padded to the longest row."""
         return {
             "input_ids": ids.to_tensor(self._tables.pad_id),
             "attention_mask": tf.ones_like(ids).to_tensor(0),
