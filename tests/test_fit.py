@@ -48,6 +48,7 @@ def test_run_directory_holds_every_artefact(run):
         "report.json",
         "report.txt",
         "predictions.csv",
+        "training_stats.json",
         "logs",
     } <= names
     assert (run.run_dir / "labels.txt").read_text().split() == ["neg", "pos"]
@@ -74,6 +75,19 @@ def test_tensorboard_logs_hold_the_epoch_metrics(run):
     np.testing.assert_allclose(
         logged["validation"]["epoch_accuracy"], run.history["val_accuracy"], rtol=1e-5
     )
+    for key in ("samples_per_second", "padding_share", "rss_mib"):
+        np.testing.assert_allclose(logged["train"][f"epoch_{key}"], run.history[key], rtol=1e-5)
+
+
+def test_training_stats_account_for_the_run(run):
+    stats = json.loads((run.run_dir / "training_stats.json").read_text())
+    assert stats == pytest.approx(run.stats)
+    assert stats["epochs"] == 4
+    assert stats["traced_train_functions"] == 1
+    # 128 rows, 4 epochs: samples/s is over training steps only.
+    assert stats["samples_per_second"] == pytest.approx(4 * 128 / stats["train_seconds"])
+    assert 0 <= stats["padding_share"] < 0.2  # grouped batches of similar length
+    assert [e["val_accuracy"] for e in stats["per_epoch"]] == run.history["val_accuracy"]
 
 
 def test_resolved_config_reloads_as_the_same_run(run):

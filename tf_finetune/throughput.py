@@ -91,7 +91,7 @@ class ThroughputMonitor(tf_keras.callbacks.Callback):
 
 
 def summarize(history: dict, monitor: ThroughputMonitor, batches, model) -> dict:
-    """Returns the run's speed figures: totals over all epochs, then each epoch.
+    """Returns the run's speed figures: totals over all epochs, then each epoch's logs.
 
     Args:
         history: Keras metrics per epoch, including the monitor's keys.
@@ -119,8 +119,7 @@ def summarize(history: dict, monitor: ThroughputMonitor, batches, model) -> dict
         "traced_train_functions": _tracing_count(model),
         "peak_rss_mib": peak_rss_mib(),
         "per_epoch": [
-            {key: history[key][epoch] for key in EPOCH_KEYS if key in history}
-            for epoch in range(epochs)
+            {key: values[epoch] for key, values in history.items()} for epoch in range(epochs)
         ],
     }
 
