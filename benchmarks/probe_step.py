@@ -99,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/rotten_tomatoes"))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--variant", choices=VARIANTS, help="Run one variant here (internal).")
     parser.add_argument("--result", help="Where --variant writes its JSON (internal).")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "step_probes.md"))
@@ -109,7 +110,8 @@ def main() -> None:
         return
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        for variant, description in VARIANTS.items():
+        for variant in args.variants:
+            description = VARIANTS[variant]
             print(f"{variant} ...", flush=True)
             out = Path(scratch) / f"{variant}.json"
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -132,7 +134,8 @@ def main() -> None:
             "|---|---|---|---|---|---|---|",
             *rows,
             "",
-            f"Command: `.venv/bin/python benchmarks/probe_step.py --steps {args.steps}`; "
+            f"Command: `.venv/bin/python benchmarks/probe_step.py --steps {args.steps} "
+            f"--variants {' '.join(args.variants)}`; "
             f"TensorFlow {r['tf_version']}, {os.cpu_count()} CPU cores, "
             f"{time.strftime('%Y-%m-%d')}.",
             "",

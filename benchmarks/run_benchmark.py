@@ -109,7 +109,7 @@ def fit_result(run_dir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/rotten_tomatoes"))
-    parser.add_argument("--rows", type=int, default=0, help="Train rows (a seeded subset); 0 for all 8,530.")
+    parser.add_argument("--rows", type=int, default=0, help="Train rows (seeded subset); 0: all")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()

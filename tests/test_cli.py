@@ -50,6 +50,12 @@ def test_fit_end_to_end_prints_the_report_and_paths(fit_options, tmp_path):
     assert (run_dir / "report.txt").read_text() in result.output
     assert f"SavedModel:    {run_dir / '1'}" in result.output
     assert f"tensorboard --logdir {run_dir / 'logs'}" in result.output
+    stats = json.loads((run_dir / "training_stats.json").read_text())
+    assert (
+        f"Trained 4 epoch(s) in {stats['train_seconds']:.1f} s: "
+        f"{stats['samples_per_second']:.1f} samples/s" in result.output
+    )
+    assert f"{100 * stats['padding_share']:.1f}% padding" in result.output
 
 
 @pytest.mark.parametrize(

@@ -23,3 +23,39 @@ def test_several_gpus_use_mirrored_strategy(monkeypatch):
     monkeypatch.setattr(tf.distribute, "MirroredStrategy", FakeMirrored)
     assert isinstance(distribution.select_strategy(), FakeMirrored)
     assert created["devices"] == ["/device:GPU:0", "/device:GPU:1"]
+
+
+def gpus(monkeypatch, capabilities):
+    devices = [tf.config.PhysicalDevice(f"/physical_device:GPU:{i}", "GPU") for i in range(2)]
+    devices = devices[: len(capabilities)]
+    details = dict(zip((d.name for d in devices), capabilities, strict=True))
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: devices)
+    monkeypatch.setattr(
+        tf.config.experimental,
+        "get_device_details",
+        lambda device: {"compute_capability": details[device.name]},
+    )
+
+
+def test_cpu_defaults_pad_to_the_longest_example_in_float32():
+    assert distribution.resolve_pad_multiple("auto") == 1
+    assert distribution.resolve_pad_multiple(16) == 16
+    assert distribution.resolve_precision("auto") == "float32"
+    assert distribution.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+
+
+def test_gpus_with_tensor_cores_default_to_mixed_float16(monkeypatch):
+    gpus(monkeypatch, [(8, 0), (7, 5)])
+    assert distribution.resolve_precision("auto") == "mixed_float16"
+    assert distribution.resolve_pad_multiple("auto") == 8
+    gpus(monkeypatch, [(8, 0), (6, 1)])  # one Pascal card: no float16 tensor cores
+    assert distribution.resolve_precision("auto") == "float32"
+
+
+def test_precision_policy_applies_inside_and_is_restored():
+    import tf_keras
+
+    before = tf_keras.mixed_precision.global_policy().name
+    with distribution.precision_policy("mixed_float16"):
+        assert tf_keras.mixed_precision.global_policy().name == "mixed_float16"
+    assert tf_keras.mixed_precision.global_policy().name == before

@@ -230,3 +230,18 @@ def test_run_directory_can_continue_training(run, tmp_path):
     again = fit(config)
     # With a negligible learning rate the continued model predicts as the first did.
     assert again.report["accuracy"] == pytest.approx(run.report["accuracy"])
+
+
+def test_mixed_precision_trains_with_loss_scaling_and_exports_float32(fit_options):
+    import tf_keras
+
+    run = fit(load_config(overrides=dict(fit_options, mixed_precision="mixed_float16")))
+    assert tf_keras.mixed_precision.global_policy().name == "float32"  # restored
+    assert np.isfinite(run.history["loss"]).all()
+    assert run.report["accuracy"] >= 0.8
+    written = yaml.safe_load((run.run_dir / "fit_config.yaml").read_text())
+    assert written["mixed_precision"] == "mixed_float16"
+    served = tf.saved_model.load(str(run.saved_model_dir)).signatures["serving_default"]
+    scores = served(text=tf.constant(["a good film", "a bad film"]))["scores"]
+    assert scores.dtype == tf.float32
+    np.testing.assert_allclose(scores.numpy().sum(axis=1), 1.0, rtol=1e-5)
