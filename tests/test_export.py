@@ -93,7 +93,9 @@ def test_pair_models_take_text_pair(model, tokenizer, tmp_path):
     )
     expected = tf.nn.softmax(model(dict(encoded), training=False).logits).numpy()
     got = served(text=tf.constant(texts), text_pair=tf.constant(pairs))["scores"].numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # Rows are served padded to their own length, not the batch's: float32 sums in
+    # another order, so allow the export check's own 1e-4.
+    np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
 def test_without_a_supported_tokenizer_it_says_so_and_keeps_token_ids(model, tmp_path):
