@@ -245,3 +245,16 @@ def test_mixed_precision_trains_with_loss_scaling_and_exports_float32(fit_option
     scores = served(text=tf.constant(["a good film", "a bad film"]))["scores"]
     assert scores.dtype == tf.float32
     np.testing.assert_allclose(scores.numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padding", ["max_length", "dynamic"])
+def test_the_other_padding_modes_train_every_epoch(fit_options, padding):
+    run = fit(load_config(overrides=dict(fit_options, padding=padding, epochs=2)))
+    assert len(run.history["loss"]) == 2
+    assert run.stats["traced_train_functions"] == 1
+    share = run.stats["padding_share"]
+    if padding == "max_length":
+        # Every example is padded to the longest training text: a fixed share.
+        assert run.history["padding_share"][0] == run.history["padding_share"][1] == share
+    assert share > 0.05  # random batches of mixed lengths do pad
+    assert run.report["accuracy"] >= 0.5
