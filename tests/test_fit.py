@@ -258,3 +258,13 @@ def test_the_other_padding_modes_train_every_epoch(fit_options, padding):
         assert run.history["padding_share"][0] == run.history["padding_share"][1] == share
     assert share > 0.05  # random batches of mixed lengths do pad
     assert run.report["accuracy"] >= 0.5
+
+
+def test_without_a_test_split_the_report_scores_validation(fit_options):
+    options = {k: v for k, v in fit_options.items() if k != "test_file"}
+    run = fit(load_config(overrides=dict(options, epochs=2)))
+    assert run.eval_split == "validation"
+    # The report's predictions are the ones Keras validated after the last epoch.
+    assert run.report["accuracy"] == pytest.approx(run.history["val_accuracy"][-1], abs=1e-6)
+    rows = list(csv.DictReader((run.run_dir / "predictions.csv").open(encoding="utf-8")))
+    assert len(rows) == sum(run.report[name]["support"] for name in ("neg", "pos"))

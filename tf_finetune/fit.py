@@ -126,10 +126,11 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
     )
     resolved.write_yaml(run_dir / "fit_config.yaml")
     log_dir = run_dir / "logs"
+    validation = batches("validation")
     trained = training.train(
         model,
         batches("train", config.epochs, config.seed),
-        batches("validation"),
+        validation,
         config.epochs,
         log_dir,
         verbose,
@@ -139,7 +140,8 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
     )
 
     split = data.eval_split
-    probabilities = evaluation.predict_probabilities(model, batches(split))
+    evaluated = validation if split == "validation" else batches(split)
+    probabilities = evaluation.predict_probabilities(model, evaluated)
     y_true = tokens.splits[split]["labels"][:]
     report = evaluation.build_report(y_true, probabilities, data.label_names)
     report_text = evaluation.format_report(y_true, probabilities, data.label_names)

@@ -94,9 +94,12 @@ def example_lengths(split: datasets.Dataset) -> np.ndarray:
     """Returns the real (unpadded) token count of each example of a tokenized split."""
     if "attention_mask" not in split.column_names:
         return _list_column(split, "input_ids")[1]
-    masks, lengths = _list_column(split, "attention_mask")
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    return np.bincount(rows, weights=masks, minlength=len(lengths)).astype(np.int64)
+    return _mask_sums(*_list_column(split, "attention_mask"))
+
+
+def _mask_sums(masks: np.ndarray, row_lengths: np.ndarray) -> np.ndarray:
+    rows = np.repeat(np.arange(len(row_lengths)), row_lengths)
+    return np.bincount(rows, weights=masks, minlength=len(row_lengths)).astype(np.int64)
 
 
 def _list_column(split: datasets.Dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +178,15 @@ def grouped_batches(
         pad_to_multiple_of: Round each batch's length up to a multiple of this.
         max_length: Rounding never pads past this length.
     """
-    lengths = example_lengths(split)
+    # Each token column is read from Arrow once; the real lengths come from the mask.
+    raw = {name: _list_column(split, name) for name in input_names}
+    if "attention_mask" in raw:
+        lengths = _mask_sums(*raw["attention_mask"])
+    else:
+        lengths = example_lengths(split)
+    for name, (_, row_lengths) in raw.items():
+        if not np.array_equal(row_lengths, lengths):
+            raise ValueError(f"Column {name!r} is padded; grouped batching needs unpadded tokens.")
     cap = max_length or int(lengths.max(initial=1))
     rng = np.random.default_rng(seed) if seed is not None else None
     plans = [plan_batches(lengths, batch_size, group, rng) for _ in range(epochs)]
@@ -196,7 +207,10 @@ def grouped_batches(
         np.concatenate(all_batches).astype(np.int64), [len(b) for b in all_batches]
     )
     all_widths = tf.constant(list(itertools.chain.from_iterable(widths)), tf.int32)
-    columns = {name: _ragged_column(split, name, lengths) for name in input_names}
+    columns = {
+        name: tf.RaggedTensor.from_row_lengths(values.astype(np.int32), row_lengths)
+        for name, (values, row_lengths) in raw.items()
+    }
     labels = tf.constant(np.asarray(split["labels"][:], np.int64))
 
     @tf.autograph.experimental.do_not_convert
@@ -217,13 +231,6 @@ def grouped_batches(
     )
     order = np.concatenate(plans[0]) if seed is None else None
     return Batches(dataset, len(plans[0]), stats, order)
-
-
-def _ragged_column(split: datasets.Dataset, name: str, lengths: np.ndarray) -> tf.RaggedTensor:
-    values, row_lengths = _list_column(split, name)
-    if not np.array_equal(row_lengths, lengths):
-        raise ValueError(f"Column {name!r} is padded; grouped batching needs unpadded tokens.")
-    return tf.RaggedTensor.from_row_lengths(values.astype(np.int32), row_lengths)
 
 
 def collated_batches(
