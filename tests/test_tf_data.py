@@ -139,7 +139,7 @@ def test_shuffled_batches_repeat_with_the_seed_and_differ_by_epoch(tokenizer):
 def test_max_length_batches_keep_the_tutorial_fixed_shape(tokenizer):
     tokens = tokenized(tokenizer, "max_length", max_length=12)
     split = tokens.splits["train"]
-    batches = collated_batches(split, tokens.input_names, 3, shuffle=False)
+    batches = collated_batches(split, tokens.input_names, 3)
     shapes = [b[0]["input_ids"].shape for b in batches.dataset.as_numpy_iterator()]
     assert shapes == [(3, 12), (1, 12)]  # the remainder is kept
     stats = batches.stats(0)

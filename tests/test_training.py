@@ -4,6 +4,7 @@ import logging
 
 import pytest
 
+from tf_finetune.checkpointing import Checkpointer, ResumePoint
 from tf_finetune.modeling import build_model, compile_model, load_model_config
 from tf_finetune.tf_data import grouped_batches
 from tf_finetune.training import train
@@ -25,7 +26,16 @@ def trained(tiny_checkpoint, tmp_path, caplog):
     train_batches = grouped_batches(split, names, {}, 8, group=True, epochs=3, seed=0)
     validation = grouped_batches(split, names, {}, 8, group=True)
     with caplog.at_level(logging.INFO, logger="tf_finetune"):
-        result = train(model, train_batches, validation, epochs=3, log_dir=tmp_path / "logs")
+        result = train(
+            model,
+            train_batches,
+            validation,
+            epochs=3,
+            log_dir=tmp_path / "logs",
+            checkpointer=Checkpointer(tmp_path / "checkpoints", model),
+            checkpoint_steps=3,
+            start=ResumePoint.start(),
+        )
     return result, train_batches, model, caplog
 
 

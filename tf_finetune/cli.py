@@ -86,9 +86,19 @@ def main(debug: bool, quiet: bool) -> None:
     type=click.Path(dir_okay=False),
     help="YAML file of settings; flags given on the command line override it.",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --run-name's directory from its last checkpoint.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete the existing run directory's contents and start the run again.",
+)
 @_config_options
 @_reports_errors
-def fit(config_file: str | None, **options) -> None:
+def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> None:
     """Fine-tune a checkpoint, report on the test split and export a SavedModel.
 
     With no options it fine-tunes the packaged all-MiniLM-L6-v2 checkpoint on the
@@ -100,7 +110,7 @@ def fit(config_file: str | None, **options) -> None:
 
     quiet = click.get_current_context().find_root().params.get("quiet")
     progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-    result = run_fit(config, verbose=progress)
+    result = run_fit(config, verbose=progress, resume=resume, overwrite=overwrite)
     from tf_finetune.throughput import describe
 
     click.echo("\n" + describe(result.stats))

@@ -101,6 +101,12 @@ class FitConfig:
     max_eval_samples: int | None = _field(
         None, "Evaluate on seeded random subsets of this many examples.", minimum=1
     )
+    checkpoint_steps: int = _field(
+        200,
+        "Save the training state every this many steps (and at each epoch end), so "
+        "an interrupted run continues with --resume.",
+        minimum=1,
+    )
     output_dir: str = _field("saved_models", "Folder that receives the run directory.")
     run_name: str | None = _field(
         None, "Name of the run directory; defaults to <model>-<data>-<timestamp>."
@@ -110,12 +116,23 @@ class FitConfig:
         """Returns the configuration as a plain dictionary, in field order."""
         return dataclasses.asdict(self)
 
-    def write_yaml(self, path: Path) -> None:
-        """Writes the configuration as YAML that `--config` reads back unchanged."""
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+    def to_yaml(self) -> str:
+        """Returns the configuration as YAML that `--config` reads back unchanged."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(FitConfig)}
+# Keys a resumed run may change: they alter neither the model nor what it trains on.
+RESUMABLE_CHANGES = ("epochs", "checkpoint_steps", "output_dir", "run_name")
+
+
+def differences(stored: FitConfig, new: FitConfig) -> list[str]:
+    """Returns "key: stored -> new" for each key that a resumed run may not change."""
+    return [
+        f"{name}: {getattr(stored, name)!r} -> {getattr(new, name)!r}"
+        for name in FIELDS
+        if name not in RESUMABLE_CHANGES and getattr(stored, name) != getattr(new, name)
+    ]
 
 
 def load_config(

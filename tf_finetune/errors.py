@@ -41,6 +41,29 @@ class ExportError(TfFinetuneError):
     exit_code = 7
 
 
+class CheckpointError(TfFinetuneError):
+    """No usable training checkpoint to resume from."""
+
+    exit_code = 8
+
+
+class TrainingDiverged(TfFinetuneError):
+    """The training loss became NaN or infinite."""
+
+    exit_code = 9
+
+
+class TrainingInterrupted(TfFinetuneError):
+    """SIGTERM or Ctrl-C stopped training after a checkpoint was saved.
+
+    The exit code is the shell's for the signal: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def first_line(error: BaseException) -> str:
     """Returns the first line of an exception's message, for one-line error messages."""
     lines = str(error).strip().splitlines()

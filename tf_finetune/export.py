@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tf_finetune import graph_tokenizer, tokenizer_tables
+from tf_finetune import atomic, graph_tokenizer, tokenizer_tables
 from tf_finetune.errors import ExportError
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ def export_saved_model(
             staging, model, input_names, tokenizer if tokens else None, max_length, text_pair
         )
         final = model_dir / str(version)
+        atomic.fault_point("export")
         staging.rename(final)
     except Exception:
         shutil.rmtree(staging, ignore_errors=True)

@@ -8,12 +8,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
+from tf_finetune import atomic, run_dir
 from tf_finetune import data as data_stage
-from tf_finetune.config import FitConfig
-from tf_finetune.errors import ConfigError
+from tf_finetune.config import FitConfig, differences, load_config
+from tf_finetune.errors import ConfigError, ExportError
+
+CONFIG_NAME = "fit_config.yaml"
+STATS_NAME = "training_stats.json"
+FINGERPRINT_NAME = "data_fingerprint.json"
 
 logger = logging.getLogger(__name__)
 
@@ -47,24 +53,42 @@ class FitResult:
     raw_text_unsupported: str | None = None
 
 
-def fit(config: FitConfig, verbose: int = 0) -> FitResult:
+def fit(
+    config: FitConfig, verbose: int = 0, resume: bool = False, overwrite: bool = False
+) -> FitResult:
     """Fine-tunes, evaluates and exports the classifier that `config` describes.
 
     Args:
         config: A resolved `FitConfig` (see `config.load_config`).
         verbose: Keras progress output (0 silent, 1 progress bar, 2 a line per epoch).
+        resume: Continue the run in the existing run directory from its last
+            checkpoint. Settings that change the model or the data must be the same.
+        overwrite: Delete the existing run directory's contents and start again.
 
     Raises:
-        TfFinetuneError: A subclass naming what is wrong with the config, data or model.
+        TfFinetuneError: A subclass naming what is wrong with the config, data or model,
+            or saying how training stopped (`TrainingInterrupted`, `TrainingDiverged`).
     """
     from tf_finetune.environment import check_environment
 
     check_environment()
-    run_dir = _claim_run_dir(config)
+    run = run_dir.claim(_run_dir_path(config), resume=resume, overwrite=overwrite)
+    try:
+        result = _run(config, run, verbose)
+    except BaseException:
+        # A run that stopped before training (bad data, a missing model) leaves the
+        # output folder as it found it; one that trained keeps its checkpoints.
+        run.release(discard=not run.training_started)
+        raise
+    run.release()
+    return result
 
+
+def _run(config: FitConfig, run: run_dir.RunDirectory, verbose: int) -> FitResult:
     import tf_keras
 
     from tf_finetune import (
+        checkpointing,
         distribution,
         evaluation,
         export,
@@ -74,6 +98,7 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
         training,
     )
 
+    stored = load_config(run.path / CONFIG_NAME) if run.resuming else None
     tf_keras.utils.set_random_seed(config.seed)
     model_path = modeling.resolve_model_path(config.model)
     data = data_stage.load_data(config)
@@ -92,11 +117,30 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
     pad_values = tf_data.pad_values(tokenizer)
     pad_multiple = distribution.resolve_pad_multiple(config.pad_to_multiple_of)
     precision = distribution.resolve_precision(config.mixed_precision)
+    resolved = dataclasses.replace(
+        config,
+        max_length=tokens.max_length,
+        pad_to_multiple_of=pad_multiple,
+        mixed_precision=precision,
+        output_dir=str(run.path.parent),
+        run_name=run.path.name,
+    )
+    fingerprint = {
+        "labels": data.label_names,
+        **{split: tf_data.fingerprint(tokens.splits[split]) for split in tokens.splits},
+    }
+    if stored is not None:
+        _check_resumable(run.path, stored, resolved, fingerprint)
 
-    def batches(split, epochs=1, seed=None):
+    def batches(split, epochs=1, seed=None, first_step=0):
         if config.padding == "max_length":
             return tf_data.collated_batches(
-                tokens.splits[split], tokens.input_names, global_batch, shuffle=seed is not None
+                tokens.splits[split],
+                tokens.input_names,
+                global_batch,
+                epochs=epochs,
+                seed=seed,
+                first_step=first_step,
             )
         return tf_data.grouped_batches(
             tokens.splits[split],
@@ -110,6 +154,7 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
             seed=seed,
             pad_to_multiple_of=pad_multiple,
             max_length=tokens.max_length,
+            first_step=first_step,
         )
 
     # Layers take the precision policy when they are built.
@@ -117,27 +162,33 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
         model = modeling.build_model(model_path, model_config)
         modeling.compile_model(model, config.learning_rate)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = dataclasses.replace(
-        config,
-        max_length=tokens.max_length,
-        pad_to_multiple_of=pad_multiple,
-        mixed_precision=precision,
-    )
-    resolved.write_yaml(run_dir / "fit_config.yaml")
-    log_dir = run_dir / "logs"
+    checkpointer = checkpointing.Checkpointer(run.path / run_dir.CHECKPOINT_DIR, model)
+    start = checkpointer.restore() if run.resuming else checkpointing.ResumePoint.start()
+    run.training_started = True
+    atomic.write_text(run.path / CONFIG_NAME, resolved.to_yaml())
+    atomic.write_text(run.path / FINGERPRINT_NAME, json.dumps(fingerprint) + "\n")
+    log_dir = run.path / "logs"
     validation = batches("validation")
-    trained = training.train(
-        model,
-        batches("train", config.epochs, config.seed),
-        validation,
-        config.epochs,
-        log_dir,
-        verbose,
-    )
-    (run_dir / "training_stats.json").write_text(
-        json.dumps(trained.stats, indent=2) + "\n", encoding="utf-8"
-    )
+    if start.epoch < config.epochs:
+        train_batches = batches("train", config.epochs, config.seed, start.global_step)
+        trained = training.train(
+            model,
+            train_batches,
+            validation,
+            config.epochs,
+            log_dir,
+            checkpointer,
+            config.checkpoint_steps,
+            start,
+            verbose,
+        )
+        history, stats = trained.history, trained.stats
+        stats["resumed_from_step"] = start.global_step
+        stats["optimizer_steps"] = int(model.optimizer.iterations.numpy())
+        atomic.write_text(run.path / STATS_NAME, json.dumps(stats, indent=2) + "\n")
+    else:  # training had finished; the report or the export had not
+        history = start.history
+        stats = json.loads((run.path / STATS_NAME).read_text(encoding="utf-8"))
 
     split = data.eval_split
     evaluated = validation if split == "validation" else batches(split)
@@ -152,59 +203,84 @@ def fit(config: FitConfig, verbose: int = 0) -> FitResult:
         report["macro avg"]["f1-score"],
     )
 
-    _write_checkpoint_and_report(
-        run_dir, model, tokenizer, data, report, report_text, y_true, probabilities
-    )
-    exported = export.export_saved_model(
-        model,
-        data.label_names,
-        tokens.input_names,
-        run_dir,
-        tokenizer=tokenizer,
-        max_length=tokens.max_length,
-        text_pair=data.has_text_pair,
-    )
+    try:
+        _write_checkpoint_and_report(
+            run.path, model, tokenizer, data, report, report_text, y_true, probabilities
+        )
+        exported = export.export_saved_model(
+            model,
+            data.label_names,
+            tokens.input_names,
+            run.path,
+            tokenizer=tokenizer,
+            max_length=tokens.max_length,
+            text_pair=data.has_text_pair,
+        )
+    except OSError as error:
+        raise ExportError(
+            f"Cannot write the run's artefacts to {run.path}: {error}. Nothing written "
+            "before was changed; fix the cause and run the same command with --resume."
+        ) from None
+    # The export is complete: the training checkpoints are no longer needed.
+    shutil.rmtree(run.path / run_dir.CHECKPOINT_DIR, ignore_errors=True)
     return FitResult(
-        run_dir,
+        run.path,
         exported.path,
         log_dir,
         report,
         report_text,
         split,
-        trained.history,
-        trained.stats,
+        history,
+        stats,
         exported.reason,
     )
 
 
+def _check_resumable(path: Path, stored: FitConfig, resolved: FitConfig, fingerprint) -> None:
+    """Refuses to resume a run whose model or data settings have changed."""
+    changed = differences(stored, resolved)
+    previous_path = path / FINGERPRINT_NAME
+    if previous_path.is_file():
+        previous = json.loads(previous_path.read_text(encoding="utf-8"))
+        changed += [
+            f"{key} data changed" if key != "labels" else f"labels: {previous[key]} -> {value}"
+            for key, value in fingerprint.items()
+            if previous.get(key) != value
+        ]
+    if changed:
+        raise ConfigError(
+            f"Cannot resume {path}: settings that change the model or data differ ("
+            + "; ".join(changed)
+            + f"). Resume with --config {path / CONFIG_NAME}, or start a new run."
+        )
+
+
 def _write_checkpoint_and_report(
-    run_dir, model, tokenizer, data, report, report_text, y_true, probabilities
+    run_path, model, tokenizer, data, report, report_text, y_true, probabilities
 ) -> None:
-    """Writes the Hugging Face checkpoint, label names, report and predictions."""
+    """Writes the Hugging Face checkpoint, label names, report and predictions.
+
+    Each file is written into a temporary folder first, then renamed into place.
+    """
     from tf_finetune import evaluation
 
-    model.save_pretrained(run_dir)
-    tokenizer.save_pretrained(run_dir)
-    (run_dir / "labels.txt").write_text("\n".join(data.label_names) + "\n", encoding="utf-8")
-    evaluation.write_report(report, report_text, run_dir)
-    texts = data.splits[data.eval_split]["text"][:]
-    evaluation.write_predictions(
-        run_dir / "predictions.csv", texts, y_true, probabilities, data.label_names
-    )
+    with atomic.staged_files(run_path) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "labels.txt").write_text("\n".join(data.label_names) + "\n", encoding="utf-8")
+        evaluation.write_report(report, report_text, staging)
+        texts = data.splits[data.eval_split]["text"][:]
+        evaluation.write_predictions(
+            staging / "predictions.csv", texts, y_true, probabilities, data.label_names
+        )
 
 
-def _claim_run_dir(config: FitConfig) -> Path:
-    """Returns the run directory, refusing one that already holds files."""
+def _run_dir_path(config: FitConfig) -> Path:
+    """Returns the run directory that `config` names."""
     name = config.run_name or _default_run_name(config)
     if not name or Path(name).name != name or name in (".", ".."):
         raise ConfigError(f"Config key 'run_name' must be a plain folder name. Received: {name!r}.")
-    run_dir = Path(config.output_dir).expanduser() / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(
-            f"Run directory {run_dir} already exists and is not empty. "
-            "Choose another --run-name or --output-dir."
-        )
-    return run_dir
+    return Path(config.output_dir).expanduser() / name
 
 
 def _default_run_name(config: FitConfig) -> str:

@@ -19,6 +19,7 @@ the seed, so a run's padding statistics are known exactly and runs repeat.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 
 import datasets
@@ -111,6 +112,22 @@ def _list_column(split: datasets.Dataset, name: str) -> tuple[np.ndarray, np.nda
     return column.flatten().to_numpy(), column.value_lengths().to_numpy().astype(np.int64)
 
 
+def fingerprint(split: datasets.Dataset) -> str:
+    """Returns a digest of a tokenized split's token ids and labels.
+
+    A resumed run compares it with the run's first: different rows, labels, tokenizer
+    or max_length give a different digest.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(split.column_names):
+        if name == "labels":
+            digest.update(np.asarray(split["labels"][:], np.int64).tobytes())
+        elif name == "input_ids":
+            for array in _list_column(split, name):
+                digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def plan_batches(
     lengths: np.ndarray,
     batch_size: int,
@@ -162,6 +179,7 @@ def grouped_batches(
     seed: int | None = None,
     pad_to_multiple_of: int = 1,
     max_length: int | None = None,
+    first_step: int = 0,
 ) -> Batches:
     """Returns length-grouped (or random) batches padded inside the graph.
 
@@ -177,6 +195,8 @@ def grouped_batches(
             order (evaluation) and plans one pass.
         pad_to_multiple_of: Round each batch's length up to a multiple of this.
         max_length: Rounding never pads past this length.
+        first_step: Leave out the first this many batches of the plan: a resumed run
+            continues with exactly the batches an uninterrupted run would feed next.
     """
     # Each token column is read from Arrow once; the real lengths come from the mask.
     raw = {name: _list_column(split, name) for name in input_names}
@@ -226,6 +246,7 @@ def grouped_batches(
 
     dataset = (
         tf.data.Dataset.from_tensor_slices((indices, all_widths))
+        .skip(first_step)
         .map(gather_and_pad, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -234,26 +255,47 @@ def grouped_batches(
 
 
 def collated_batches(
-    split: datasets.Dataset, input_names: list[str], batch_size: int, shuffle: bool
+    split: datasets.Dataset,
+    input_names: list[str],
+    batch_size: int,
+    *,
+    epochs: int = 1,
+    seed: int | None = None,
+    first_step: int = 0,
 ) -> Batches:
     """Returns the tutorial's batches: `to_tf_dataset` with `DefaultDataCollator`.
 
-    The split must be padded to `max_length` at tokenization. Shuffling draws its
-    per-epoch order from TensorFlow's global seed, so `tf_keras.utils.set_random_seed`
-    makes it repeatable.
+    The split must be padded to `max_length` at tokenization. Each epoch's shuffle is
+    drawn from `seed` up front (as in `grouped_batches`), so runs repeat and a resumed
+    run can start at any batch; `seed=None` keeps the split order and plans one pass.
     """
     from transformers import DefaultDataCollator
 
-    dataset = split.to_tf_dataset(
-        columns=input_names,
-        label_cols="labels",
-        batch_size=batch_size,
-        shuffle=shuffle,
-        collate_fn=DefaultDataCollator(return_tensors="np"),
-        drop_remainder=False,
-        prefetch=True,
-    )
+    count = len(split)
+    steps = -(-count // batch_size)
+    rng = np.random.default_rng(seed) if seed is not None else None
+    passes = []
+    for epoch in range(epochs):
+        order = rng.permutation(count) if rng is not None else np.arange(count)
+        skipped = min(max(first_step - epoch * steps, 0), steps) * batch_size
+        if skipped < count:
+            passes.append(split.select(order[skipped:]))
+    batches = [
+        part.to_tf_dataset(
+            columns=input_names,
+            label_cols="labels",
+            batch_size=batch_size,
+            shuffle=False,
+            collate_fn=DefaultDataCollator(return_tensors="np"),
+            drop_remainder=False,
+            prefetch=True,
+        )
+        for part in passes
+    ]
+    dataset = batches[0] if batches else None
+    for more in batches[1:]:
+        dataset = dataset.concatenate(more)
     lengths = example_lengths(split)
-    width = len(split[0]["input_ids"]) if len(split) else 0
-    stats = PaddingStats(len(lengths), int(lengths.sum()), width * len(lengths))
-    return Batches(dataset, -(-len(lengths) // batch_size), [stats])
+    width = len(split[0]["input_ids"]) if count else 0
+    stats = PaddingStats(count, int(lengths.sum()), width * count)
+    return Batches(dataset, steps, [stats])

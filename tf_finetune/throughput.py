@@ -54,9 +54,19 @@ class ThroughputMonitor(tf_keras.callbacks.Callback):
         self.step_seconds: list[float] = []
         self.first_step_seconds: float | None = None
         self._epoch_seconds = 0.0
+        self._carried = 0.0
+
+    @property
+    def epoch_seconds(self) -> float:
+        """Training seconds of the current epoch so far."""
+        return self._epoch_seconds
+
+    def carry_seconds(self, seconds: float) -> None:
+        """Counts `seconds` already spent on the next epoch (a resumed partial epoch)."""
+        self._carried = seconds
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_seconds = 0.0
+        self._epoch_seconds, self._carried = self._carried, 0.0
 
     def on_train_batch_begin(self, batch, logs=None):
         self._step_start = time.perf_counter()

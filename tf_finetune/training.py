@@ -1,4 +1,4 @@
-"""Running Keras `fit` with validation every epoch, speed figures and TensorBoard logs."""
+"""Running Keras `fit` with validation every epoch, checkpoints, speed figures and TensorBoard."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import tf_keras
 
-from tf_finetune import throughput
+from tf_finetune import checkpointing, interruption, throughput
+from tf_finetune.errors import TrainingInterrupted
 
 logger = logging.getLogger(__name__)
 
@@ -49,33 +50,64 @@ class TrainResult:
     stats: dict
 
 
-def train(model, train_batches, validation_batches, epochs: int, log_dir: Path, verbose: int = 0):
+def train(
+    model,
+    train_batches,
+    validation_batches,
+    epochs: int,
+    log_dir: Path,
+    checkpointer: checkpointing.Checkpointer,
+    checkpoint_steps: int,
+    start: checkpointing.ResumePoint,
+    verbose: int = 0,
+):
     """Fits a compiled model, evaluating on validation after each epoch.
 
     Args:
         model: A compiled Keras model, built under the run's strategy scope.
-        train_batches: `tf_data.Batches` of shuffled training batches for `epochs`.
+        train_batches: `tf_data.Batches` of shuffled training batches for `epochs`,
+            starting at `start.global_step`.
         validation_batches: `tf_data.Batches` of validation batches.
         epochs: Passes over the training data.
         log_dir: Where TensorBoard writes `train/` and `validation/` event files.
+        checkpointer: Saves the training state every `checkpoint_steps` steps and at
+            each epoch end.
+        checkpoint_steps: Optimizer steps between checkpoints.
+        start: Where training starts: `ResumePoint.start()`, or a restored checkpoint's.
         verbose: Keras progress output (0 silent, 1 progress bar, 2 a line per epoch).
 
     Returns:
-        A `TrainResult`.
+        A `TrainResult`; its history holds every epoch, those before `start` included.
+
+    Raises:
+        TrainingInterrupted: SIGTERM or Ctrl-C arrived; a checkpoint was saved first.
+        TrainingDiverged: The loss became NaN or infinite.
     """
     monitor = throughput.ThroughputMonitor(train_batches)
-    callbacks = [
-        monitor,  # first, so the callbacks after it see its figures in the logs
-        tf_keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch"),
-        _EpochLogger(),
-    ]
-    history = model.fit(
-        train_batches.dataset,
-        validation_data=validation_batches.dataset,
-        epochs=epochs,
-        steps_per_epoch=train_batches.steps,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-    metrics = {key: [float(v) for v in values] for key, values in history.history.items()}
+    with interruption.StopSignals() as signals:
+        saver = checkpointing.TrainingCheckpoint(
+            checkpointer, train_batches.steps, checkpoint_steps, start, signals, monitor
+        )
+        callbacks = [
+            monitor,  # first, so the callbacks after it see its figures in the logs
+            saver,  # before TensorBoard: an epoch is logged only once it is saved
+            tf_keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch"),
+            _EpochLogger(),
+        ]
+        model.fit(
+            train_batches.dataset,
+            validation_data=validation_batches.dataset,
+            initial_epoch=start.epoch,
+            epochs=epochs,
+            steps_per_epoch=train_batches.steps,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    if signals.received:  # during the last validation: the last epoch is saved
+        raise TrainingInterrupted(
+            f"Stopped by {signals.received} after training; its last epoch is saved. "
+            "Run the same command with --resume to write the report and export.",
+            signals.exit_code,
+        )
+    metrics = saver.history
     return TrainResult(metrics, throughput.summarize(metrics, monitor, train_batches, model))

@@ -1,0 +1,268 @@
+"""Never losing a run: checkpoints, resume, clean stops, atomic artefacts, run locks.
+
+The tiny fit runs 4 epochs of 16 steps (128 rows, batch 8): 64 optimizer steps. With
+`checkpoint_steps=5` it saves after steps 5, 10, 15, at each epoch end (16, 32, ...)
+and every fifth step in between. Faults come from `TF_FINETUNE_FAULT` (see
+`tf_finetune.atomic.fault_point`): an `OSError` raised in-process, or a real SIGKILL /
+SIGTERM in a subprocess.
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tf_finetune import run_dir
+from tf_finetune.config import load_config
+from tf_finetune.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ExportError,
+    TrainingDiverged,
+)
+from tf_finetune.fit import fit
+
+TOTAL_STEPS = 64
+
+
+@pytest.fixture
+def options(fit_options):
+    return dict(fit_options, checkpoint_steps=5)
+
+
+def _run_path(options):
+    return os.path.join(options["output_dir"], options["run_name"])
+
+
+def _kept(options):
+    index = os.path.join(_run_path(options), "checkpoints", "checkpoints.json")
+    with open(index, encoding="utf-8") as handle:
+        return json.load(handle)["checkpoints"]
+
+
+def _crash_at(monkeypatch, options, place):
+    """Runs fit in-process until the injected OSError at `place`."""
+    monkeypatch.setenv("TF_FINETUNE_FAULT", place)
+    with pytest.raises(OSError, match="injected"):
+        fit(load_config(overrides=options))
+    monkeypatch.delenv("TF_FINETUNE_FAULT")
+
+
+def _cli(options, *extra, fault=None):
+    args = [sys.executable, "-m", "tf_finetune", "fit"]
+    for key, value in options.items():
+        args += ["--" + key.replace("_", "-"), str(value)]
+    env = dict(os.environ)
+    if fault:
+        env["TF_FINETUNE_FAULT"] = fault
+    return subprocess.run(
+        [*args, *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _epoch_steps_in_tensorboard(run_path):
+    """Returns the steps of every `epoch_loss` event in the run's train logs."""
+    import tensorflow as tf
+
+    steps = []
+    for path in sorted((run_path / "logs" / "train").glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            steps += [event.step for value in event.summary.value if value.tag == "epoch_loss"]
+    return steps
+
+
+def test_kill_9_mid_epoch_then_resume_trains_the_same_steps(options, tmp_path):
+    killed = _cli(options, fault="step:23=kill")
+    assert killed.returncode == -9
+    assert _kept(options) == ["ckpt-16", "ckpt-20"]  # epoch 1's end, then step 20
+    assert not os.path.exists(os.path.join(_run_path(options), "1"))
+
+    again = _cli(options)  # the same command, without --resume, is refused
+    assert again.returncode == 3
+    assert "Pass --resume to continue its run" in again.stderr
+
+    resumed = _cli(options, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    run_path = tmp_path / "runs" / "tiny"
+    stats = json.loads((run_path / "training_stats.json").read_text())
+    # Steps 21-23 were lost with the process and trained again: 20 + 44 = 64.
+    assert stats["resumed_from_step"] == 20
+    assert stats["optimizer_steps"] == TOTAL_STEPS
+    assert len(stats["per_epoch"]) == 4
+    assert _epoch_steps_in_tensorboard(run_path) == [0, 1, 2, 3]
+    assert not (run_path / "checkpoints").exists()  # removed once the export is done
+    report = json.loads((run_path / "report.json").read_text())
+
+    # An uninterrupted run of the same settings reaches the same accuracy within noise
+    # (dropout draws differ after a resume).
+    straight = fit(load_config(overrides=dict(options, run_name="straight")))
+    assert straight.stats["optimizer_steps"] == TOTAL_STEPS
+    assert report["accuracy"] >= 0.9
+    assert abs(report["accuracy"] - straight.report["accuracy"]) <= 0.1
+
+
+def test_sigterm_finishes_the_step_saves_and_says_how_to_resume(options):
+    stopped = _cli(options, fault="step:10=term")
+    assert stopped.returncode == 143
+    message = stopped.stderr.strip().splitlines()[-1]
+    assert message.startswith("Error: Stopped by SIGTERM after step 10; saved ")
+    assert message.endswith("Run the same command with --resume to continue.")
+    assert _kept(options)[-1] == "ckpt-10"
+
+    resumed = fit(load_config(overrides=options), resume=True)
+    assert resumed.stats["resumed_from_step"] == 10
+    assert resumed.stats["optimizer_steps"] == TOTAL_STEPS
+
+
+def test_resumed_epoch_keeps_the_interrupted_epoch_metrics(options, monkeypatch):
+    _crash_at(monkeypatch, options, "step:23")
+    resumed = fit(load_config(overrides=options), resume=True)
+    # Epoch 1's figures come from the checkpoint; epochs 2-4 from this process.
+    assert len(resumed.history["loss"]) == 4
+    assert all(0 <= value <= 1 for value in resumed.history["accuracy"])
+    assert resumed.history["val_accuracy"][-1] >= 0.9
+
+
+def test_resume_refuses_changed_model_or_data_settings(options, monkeypatch, tmp_path):
+    _crash_at(monkeypatch, options, "step:23")
+    changed = dict(options, batch_size=4, max_length=16)
+    with pytest.raises(ConfigError) as error:
+        fit(load_config(overrides=changed), resume=True)
+    message = str(error.value)
+    assert "max_length: " in message and "-> 16" in message
+    assert "batch_size: 8 -> 4" in message
+    assert "fit_config.yaml" in message
+
+    # New rows in the training file are a data change too.
+    with open(options["train_file"], "a", encoding="utf-8") as handle:
+        handle.write("a good film .,pos\n")
+    with pytest.raises(ConfigError, match="train data changed"):
+        fit(load_config(overrides=options), resume=True)
+
+
+def test_more_epochs_may_be_given_on_resume(options, monkeypatch):
+    _crash_at(monkeypatch, options, "step:23")
+    resumed = fit(load_config(overrides=dict(options, epochs=5)), resume=True)
+    assert resumed.stats["optimizer_steps"] == 80
+    assert len(resumed.history["loss"]) == 5
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(options, monkeypatch, caplog):
+    _crash_at(monkeypatch, options, "step:23")
+    checkpoints = tmp = os.path.join(_run_path(options), "checkpoints")
+    data = os.path.join(tmp, "ckpt-20.data-00000-of-00001")
+    with open(data, "r+b") as handle:
+        handle.seek(os.path.getsize(data) // 2)
+        handle.write(b"\xff" * 64)
+    with caplog.at_level(logging.WARNING, logger="tf_finetune"):
+        resumed = fit(load_config(overrides=options), resume=True)
+    assert "ckpt-20 cannot be read" in caplog.text
+    assert resumed.stats["resumed_from_step"] == 16
+    assert resumed.stats["optimizer_steps"] == TOTAL_STEPS
+    assert not os.path.exists(checkpoints)
+
+
+def test_no_readable_checkpoint_names_the_newest(options, monkeypatch):
+    _crash_at(monkeypatch, options, "step:23")
+    folder = os.path.join(_run_path(options), "checkpoints")
+    for name in os.listdir(folder):
+        if name.startswith("ckpt-") and name.endswith(".index"):
+            with open(os.path.join(folder, name), "wb") as handle:
+                handle.write(b"not a checkpoint index")
+    with pytest.raises(CheckpointError, match=r"can be read \(newest: ckpt-20\)"):
+        fit(load_config(overrides=options), resume=True)
+
+
+def test_a_crash_while_writing_a_checkpoint_keeps_the_previous(options, monkeypatch):
+    _crash_at(monkeypatch, options, "checkpoint:10")
+    assert _kept(options) == ["ckpt-5"]  # ckpt-10's files may exist; it is not listed
+    resumed = fit(load_config(overrides=options), resume=True)
+    assert resumed.stats["resumed_from_step"] == 5
+    assert resumed.stats["optimizer_steps"] == TOTAL_STEPS
+
+
+def test_a_non_finite_loss_stops_and_saves_nothing_after_it(options):
+    with pytest.raises(TrainingDiverged) as error:
+        fit(load_config(overrides=dict(options, learning_rate=1e30)))
+    message = str(error.value)
+    assert message.startswith("The training loss became nan at step ")
+    bad_step = int(message.split(" at step ")[1].split(" ")[0])
+    saved = [int(name.split("-")[1]) for name in _kept(options)] if bad_step > 5 else []
+    assert all(step < bad_step for step in saved)
+    assert not os.path.exists(os.path.join(_run_path(options), "1"))
+
+
+def test_a_failed_export_writes_nothing_and_resume_finishes_it(options, monkeypatch):
+    monkeypatch.setenv("TF_FINETUNE_FAULT", "export")
+    with pytest.raises(ExportError, match=r"No space left on device.*--resume"):
+        fit(load_config(overrides=options))
+    monkeypatch.delenv("TF_FINETUNE_FAULT")
+    run_path = _run_path(options)
+    assert not os.path.exists(os.path.join(run_path, "1"))
+    assert not [name for name in os.listdir(run_path) if name.startswith(".tmp")]
+    # Training had finished: the resumed run only reports and exports.
+    resumed = fit(load_config(overrides=options), resume=True)
+    assert resumed.stats["optimizer_steps"] == TOTAL_STEPS
+    assert os.path.isdir(os.path.join(run_path, "1"))
+
+
+def test_a_failed_report_write_leaves_no_partial_file(options, monkeypatch):
+    monkeypatch.setenv("TF_FINETUNE_FAULT", "rename:files")
+    with pytest.raises(ExportError):
+        fit(load_config(overrides=options))
+    names = os.listdir(_run_path(options))
+    assert "report.json" not in names and "tf_model.h5" not in names
+    assert not [name for name in names if name.startswith(".tmp")]
+
+
+def test_overwrite_starts_the_run_again(options, monkeypatch):
+    _crash_at(monkeypatch, options, "step:23")
+    rerun = fit(load_config(overrides=options), overwrite=True)
+    assert rerun.stats["resumed_from_step"] == 0
+    assert rerun.stats["optimizer_steps"] == TOTAL_STEPS
+
+
+def test_resume_without_a_checkpoint_or_of_a_finished_run_is_refused(options, tmp_path):
+    with pytest.raises(ConfigError, match="has no checkpoint to resume from"):
+        fit(load_config(overrides=options), resume=True)
+    assert not os.path.exists(options["output_dir"])  # nothing left behind
+    fit(load_config(overrides=options))
+    with pytest.raises(ConfigError, match="holds a finished run"):
+        fit(load_config(overrides=options), resume=True)
+
+
+def test_a_second_fit_on_a_run_directory_in_use_is_refused_at_once(options, tmp_path):
+    path = tmp_path / "runs" / "tiny"
+    held = run_dir.claim(path)
+    try:
+        with pytest.raises(
+            ConfigError, match=f"in use by another tf-finetune process \\(PID {os.getpid()}\\)"
+        ):
+            fit(load_config(overrides=options))
+    finally:
+        held.release()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    path = tmp_path / "run"
+    path.mkdir()
+    (path / run_dir.LOCK_NAME).write_text("999999\n")  # no process holds it
+    claimed = run_dir.claim(path)
+    assert (path / run_dir.LOCK_NAME).read_text().strip() == str(os.getpid())
+    claimed.release()
+    assert not (path / run_dir.LOCK_NAME).exists()
+
+
+def test_bad_input_leaves_the_output_folder_as_it_was(options, tmp_path):
+    with pytest.raises(DataError, match="review"):
+        fit(load_config(overrides=dict(options, text_column="review")))
+    assert not os.path.exists(options["output_dir"])

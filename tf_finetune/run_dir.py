@@ -1,0 +1,126 @@
+"""Claiming a run directory: never reusing one by accident, never sharing one.
+
+A run directory that exists and is not empty is used only with `resume=True`
+(continue the run from its last checkpoint) or `overwrite=True` (delete it and start
+again). A lock file (`.lock`, holding the owner's PID) keeps a second `fit` out while
+the first runs; the lock is an `fcntl` lock, so the kernel releases it when its owner
+dies, even by SIGKILL, and a stale lock file is simply taken over.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+from tf_finetune.errors import ConfigError
+
+LOCK_NAME = ".lock"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class RunDirectory:
+    """A run directory this process holds the lock of.
+
+    Attributes:
+        path: The run directory.
+        created: The outermost directory this process created for it (the run
+            directory, or an output folder that did not exist either), or None.
+        resuming: Whether the directory holds a run to continue.
+        training_started: Set by the caller once training starts; from then on a
+            failure keeps the directory (its checkpoints and logs).
+    """
+
+    def __init__(self, path: Path, created: Path | None, resuming: bool, lock_handle):
+        self.path = path
+        self.created = created
+        self.resuming = resuming
+        self.training_started = False
+        self._lock_handle = lock_handle
+
+    def release(self, discard: bool = False) -> None:
+        """Releases the lock; with `discard`, removes what this process created.
+
+        Discarding is for runs that stopped before training started (bad data, a
+        missing model): the output folder is left as it was found.
+        """
+        if self._lock_handle is None:
+            return
+        (self.path / LOCK_NAME).unlink(missing_ok=True)
+        self._lock_handle.close()
+        self._lock_handle = None
+        if discard and self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
+
+
+def claim(path: Path, resume: bool = False, overwrite: bool = False) -> RunDirectory:
+    """Creates or opens the run directory and takes its lock.
+
+    Raises:
+        ConfigError: The directory holds files and neither `resume` nor `overwrite`
+            was given, `resume` was given for a run that is missing or finished, or
+            another process holds the lock.
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other. Choose one.")
+    created = _outermost_missing(path)
+    path.mkdir(parents=True, exist_ok=True)
+    handle = _lock(path)
+    try:
+        contents = [p for p in path.iterdir() if p.name != LOCK_NAME]
+        if overwrite:
+            for entry in contents:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            contents = []
+        if resume:
+            if not (path / CHECKPOINT_DIR).is_dir():
+                finished = (path / "fit_config.yaml").is_file()
+                raise ConfigError(
+                    f"Run directory {path} "
+                    + (
+                        "holds a finished run. Choose another --run-name for a new one."
+                        if finished
+                        else "has no checkpoint to resume from. Use --overwrite to start it again."
+                    )
+                )
+        elif contents:
+            raise ConfigError(
+                f"Run directory {path} already exists and is not empty. Pass --resume to "
+                "continue its run, --overwrite to replace it, or choose another --run-name."
+            )
+    except BaseException:
+        handle.close()
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    return RunDirectory(path, created, resume, handle)
+
+
+def _outermost_missing(path: Path) -> Path | None:
+    missing = None
+    for candidate in [path, *path.parents]:
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _lock(path: Path):
+    """Takes the directory's lock, or raises naming the process that holds it."""
+    handle = open(path / LOCK_NAME, "a+", encoding="ascii")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise ConfigError(
+            f"Run directory {path} is in use by another tf-finetune process (PID {owner}). "
+            "Wait for it to finish, or choose another --run-name."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
