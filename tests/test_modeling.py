@@ -1,6 +1,7 @@
 """Tests of checkpoint resolution, model building and compiling."""
 
 import importlib.util
+import json
 import shutil
 
 import numpy as np
@@ -60,6 +61,31 @@ def test_bad_model_paths(tmp_path, tiny_checkpoint):
     assert resolve_model_path("someone/some-model") == "someone/some-model"
     with pytest.raises(ModelError, match=r"Cannot load model 'someone/some-model'.*HF_HUB_OFFLINE"):
         load_model_config("someone/some-model", ["a", "b"])
+
+
+def test_pickle_only_weights_are_refused_unless_allowed(tmp_path, tiny_checkpoint):
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(tiny_checkpoint / "config.json", pickled)
+    (pickled / "pytorch_model.bin").write_bytes(b"a pickle would run code here")
+    with pytest.raises(ModelError, match=r"only pickle-based weights.*--allow-pickle-weights"):
+        resolve_model_path(str(pickled))
+    # Allowed, it goes to transformers' PyTorch loader, which needs torch (not installed
+    # in the test environment): a clear error, never a silent unpickle.
+    assert resolve_model_path(str(pickled), allow_pickle=True) == str(pickled)
+    with pytest.raises(ModelError, match="Cannot load the weights"):
+        build_model(str(pickled), load_model_config(str(pickled), ["a", "b"]), allow_pickle=True)
+
+
+def test_custom_model_code_is_never_run(tmp_path, tiny_checkpoint):
+    custom = tmp_path / "custom"
+    shutil.copytree(tiny_checkpoint, custom)
+    config = json.loads((custom / "config.json").read_text())
+    config.update(model_type="my-remote-bert", auto_map={"AutoConfig": "modeling.MyConfig"})
+    (custom / "config.json").write_text(json.dumps(config))
+    (custom / "modeling.py").write_text("raise SystemExit('remote code ran')\n")
+    with pytest.raises(ModelError, match="Cannot load model"):
+        load_model_config(str(custom), ["a", "b"])
 
 
 needs_minilm = pytest.mark.skipif(

@@ -151,3 +151,30 @@ def test_padded_splits_are_refused_by_grouped_batching(tokenizer):
     tokens = tokenized(tokenizer, "max_length", max_length=12)
     with pytest.raises(ValueError, match="'input_ids' is padded"):
         grouped(tokenizer, tokens, 2, group=True)
+
+
+MANY = [" ".join(["good"] * (1 + i % 7)) + f" film {i % 3}" for i in range(22)]
+
+
+def _rows(batches):
+    """Each batch as its examples' token-id sums (identifies the examples fed)."""
+    return [b[0]["input_ids"].sum(1).tolist() for b in batches.dataset.as_numpy_iterator()]
+
+
+@pytest.mark.parametrize("padding", ["grouped", "dynamic", "max_length"])
+def test_a_resumed_plan_feeds_exactly_the_batches_not_yet_trained(tokenizer, padding):
+    tokens = tokenized(tokenizer, padding, texts=MANY, max_length=12)
+    split = tokens.splits["train"]
+
+    def plan(first_step):
+        if padding == "max_length":
+            return collated_batches(
+                split, tokens.input_names, 4, epochs=3, seed=5, first_step=first_step
+            )
+        group = padding == "grouped"
+        return grouped(tokenizer, tokens, 4, group=group, epochs=3, seed=5, first_step=first_step)
+
+    whole = _rows(plan(0))
+    assert plan(0).steps == 6 and len(whole) == 18
+    for first_step in (1, 6, 8, 17):
+        assert _rows(plan(first_step)) == whole[first_step:]

@@ -51,6 +51,15 @@ def _config_options(command):
         else:
             kind = field_kind(name)
         default = field.default if field.default is not None else "none"
+        if kind is bool:
+            command = click.option(
+                "--" + name.replace("_", "-"),
+                name,
+                is_flag=True,
+                default=None,
+                help=meta["help"],
+            )(command)
+            continue
         command = click.option(
             "--" + name.replace("_", "-"),
             name,

