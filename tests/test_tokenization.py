@@ -77,3 +77,10 @@ def test_missing_tokenizer_files(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ModelError, match="Cannot load a tokenizer from"):
         load_tokenizer(str(tmp_path))
+
+
+def test_an_empty_text_is_kept_as_the_special_tokens_alone(tokenizer):
+    tokens = tokenize(splits(["", "good film"]), tokenizer, "auto", "dynamic", limit=64)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    assert tokens.splits["train"]["input_ids"][0] == [cls, sep]
+    assert len(tokens.splits["train"]) == 2
