@@ -23,6 +23,7 @@ from tf_finetune.errors import (
     DataError,
     ExportError,
     TrainingDiverged,
+    TrainingInterrupted,
 )
 from tf_finetune.fit import fit
 
@@ -121,6 +122,19 @@ def test_sigterm_finishes_the_step_saves_and_says_how_to_resume(options):
     resumed = fit(load_config(overrides=options), resume=True)
     assert resumed.stats["resumed_from_step"] == 10
     assert resumed.stats["optimizer_steps"] == TOTAL_STEPS
+
+
+def test_a_signal_in_an_epoch_last_step_stops_after_its_validation(options, monkeypatch):
+    monkeypatch.setenv("TF_FINETUNE_FAULT", "step:16=term")  # SIGTERM to this process
+    with pytest.raises(TrainingInterrupted, match="at the end of an epoch") as error:
+        fit(load_config(overrides=options))
+    monkeypatch.delenv("TF_FINETUNE_FAULT")
+    assert error.value.exit_code == 143
+    assert _kept(options)[-1] == "ckpt-16"
+    resumed = fit(load_config(overrides=options), resume=True)
+    assert resumed.stats["resumed_from_step"] == 16
+    assert resumed.stats["optimizer_steps"] == TOTAL_STEPS
+    assert len(resumed.history["val_loss"]) == 4
 
 
 def test_resumed_epoch_keeps_the_interrupted_epoch_metrics(options, monkeypatch):

@@ -216,6 +216,11 @@ class TrainingCheckpoint(tf_keras.callbacks.Callback):
             )
         atomic.fault_point(f"step:{global_step}")
         if self._signals is not None and self._signals.received:
+            if step_in_epoch == self._steps:
+                # The epoch's last step: let validation run and stop at the epoch end,
+                # whose checkpoint a resume can start the next epoch from.
+                self.model.stop_training = True
+                return
             name = self._save(global_step, step_in_epoch)
             raise TrainingInterrupted(
                 f"Stopped by {self._signals.received} after step {global_step}; saved "

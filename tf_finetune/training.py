@@ -103,10 +103,11 @@ def train(
             callbacks=callbacks,
             verbose=verbose,
         )
-    if signals.received:  # during the last validation: the last epoch is saved
+    if signals.received:  # at an epoch's end or in validation: that epoch is saved
         raise TrainingInterrupted(
-            f"Stopped by {signals.received} after training; its last epoch is saved. "
-            "Run the same command with --resume to write the report and export.",
+            f"Stopped by {signals.received} at the end of an epoch; its checkpoint is "
+            f"saved in {checkpointer.directory}. Run the same command with --resume to "
+            "continue.",
             signals.exit_code,
         )
     metrics = saver.history
