@@ -48,7 +48,7 @@ def _kept(options):
 def _crash_at(monkeypatch, options, place):
     """Runs fit in-process until the injected OSError at `place`."""
     monkeypatch.setenv("TF_FINETUNE_FAULT", place)
-    with pytest.raises(OSError, match="injected"):
+    with pytest.raises((OSError, CheckpointError), match="injected"):
         fit(load_config(overrides=options))
     monkeypatch.delenv("TF_FINETUNE_FAULT")
 
@@ -197,7 +197,10 @@ def test_no_readable_checkpoint_names_the_newest(options, monkeypatch):
 
 
 def test_a_crash_while_writing_a_checkpoint_keeps_the_previous(options, monkeypatch):
-    _crash_at(monkeypatch, options, "checkpoint:10")
+    monkeypatch.setenv("TF_FINETUNE_FAULT", "checkpoint:10")
+    with pytest.raises(CheckpointError, match=r"ckpt-10: .*injected.*--resume"):
+        fit(load_config(overrides=options))
+    monkeypatch.delenv("TF_FINETUNE_FAULT")
     assert _kept(options) == ["ckpt-5"]  # ckpt-10's files may exist; it is not listed
     resumed = fit(load_config(overrides=options), resume=True)
     assert resumed.stats["resumed_from_step"] == 5

@@ -112,12 +112,19 @@ class Checkpointer:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"ckpt-{point.global_step}"
         self._progress.value = dataclasses.asdict(point) | {"checkpoint": name}
-        self._checkpoint.write(str(self.directory / name))
-        atomic.fault_point(f"checkpoint:{point.global_step}")
         kept = [n for n in self.listed() if n != name] + [name]
-        atomic.write_text(
-            self.directory / INDEX_NAME, json.dumps({"checkpoints": kept[-KEEP:]}) + "\n"
-        )
+        try:
+            self._checkpoint.write(str(self.directory / name))
+            atomic.fault_point(f"checkpoint:{point.global_step}")
+            atomic.write_text(
+                self.directory / INDEX_NAME, json.dumps({"checkpoints": kept[-KEEP:]}) + "\n"
+            )
+        except (OSError, tf.errors.OpError) as error:
+            raise CheckpointError(
+                f"Cannot write checkpoint {self.directory / name}: {first_line(error)}. "
+                "The previous checkpoint is intact: fix the cause (disk space?) and run the "
+                "same command with --resume."
+            ) from None
         for old in kept[:-KEEP]:
             for path in self.directory.glob(f"{old}.*"):
                 path.unlink(missing_ok=True)

@@ -42,7 +42,7 @@ class ExportError(TfFinetuneError):
 
 
 class CheckpointError(TfFinetuneError):
-    """No usable training checkpoint to resume from."""
+    """A training checkpoint cannot be written, or none can be read to resume from."""
 
     exit_code = 8
 
