@@ -20,6 +20,7 @@ PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
 PACKAGED_DATASET = "packaged:rotten_tomatoes_critics"
 PADDING_CHOICES = ("grouped", "dynamic", "max_length")
 PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+STRATEGY_CHOICES = ("auto", "default", "mirrored", "multi_worker")
 
 
 def _field(default: Any, help: str, **meta: Any) -> Any:
@@ -87,6 +88,24 @@ class FitConfig:
         "7.0 or newer, else float32), 'float32', 'mixed_float16' or 'mixed_bfloat16'.",
         choices=PRECISION_CHOICES,
     )
+    jit_compile: bool = _field(
+        False,
+        "Compile the train step with XLA. It compiles once per batch length: slower on "
+        "CPUs (measured), worth trying on GPUs with --pad-to-multiple-of 8 or more.",
+    )
+    strategy: str = _field(
+        "auto",
+        "tf.distribute strategy: 'default' (one device), 'mirrored' (the devices of this "
+        "machine), 'multi_worker' (the cluster TF_CONFIG names), or 'auto': "
+        "multi_worker when TF_CONFIG names a cluster, mirrored over several GPUs or "
+        "--devices, default otherwise.",
+        choices=STRATEGY_CHOICES,
+    )
+    devices: str | None = _field(
+        None,
+        "Devices to train on, e.g. 'GPU:0,GPU:1'; 'CPU:0,CPU:1' splits the CPU into "
+        "logical devices. Defaults to all GPUs, or the CPU.",
+    )
     epochs: int = _field(3, "Passes over the training data.", minimum=1)
     batch_size: int = _field(
         32,
@@ -128,7 +147,17 @@ class FitConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(FitConfig)}
 # Keys a resumed run may change: they alter neither the model nor what it trains on.
-RESUMABLE_CHANGES = ("epochs", "checkpoint_steps", "output_dir", "run_name")
+# It may move to other devices as long as the global batch, which is checked with the
+# data, stays the same.
+RESUMABLE_CHANGES = (
+    "epochs",
+    "checkpoint_steps",
+    "output_dir",
+    "run_name",
+    "jit_compile",
+    "strategy",
+    "devices",
+)
 
 
 def differences(stored: FitConfig, new: FitConfig) -> list[str]:
