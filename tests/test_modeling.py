@@ -47,6 +47,33 @@ def test_compile_uses_the_tutorial_recipe(tiny_checkpoint):
     assert model.loss.get_config()["from_logits"] is True
 
 
+def test_xla_train_step_takes_the_same_steps_as_keras_step(tiny_checkpoint):
+    path = str(tiny_checkpoint)
+    config = load_model_config(path, ["a", "b"])
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    batch = (
+        {
+            "input_ids": np.array([[2, 5, 9, 3], [2, 12, 3, 0]]),
+            "attention_mask": np.array([[1, 1, 1, 1], [1, 1, 1, 0]]),
+        },
+        np.array([1, 0]),
+    )
+    trained = []
+    for jit_compile in (False, True):
+        model = build_model(path, config)
+        compile_model(model, 1e-3, jit_compile=jit_compile)
+        start = model.get_weights()
+        history = model.fit(*batch, batch_size=2, epochs=3, verbose=0).history
+        trained.append((history, model.get_weights()))
+    (keras_history, keras_weights), (xla_history, xla_weights) = trained
+    np.testing.assert_allclose(xla_history["loss"], keras_history["loss"], rtol=1e-4)
+    assert xla_history["accuracy"] == keras_history["accuracy"]
+    for want, got in zip(keras_weights, xla_weights, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    # Three steps of 1e-3 moved the weights far more than that tolerance.
+    assert max(np.abs(w - s).max() for w, s in zip(keras_weights, start, strict=True)) > 1e-3
+
+
 def test_bad_model_paths(tmp_path, tiny_checkpoint):
     with pytest.raises(ModelError, match=r"Model path ./missing is not a directory"):
         resolve_model_path("./missing")

@@ -122,13 +122,14 @@ def build_model(model_path: str, model_config, allow_pickle: bool = False):
     return model
 
 
-def compile_model(model, learning_rate: float) -> None:
+def compile_model(model, learning_rate: float, jit_compile: bool = False) -> None:
     """Compiles with the tutorial's recipe: Adam, sparse categorical cross-entropy on logits.
 
     Adam is `optimization.FusedAdam` (the same update, applied by fused kernels), and
     its slots are created here so the train function is traced once. Under a mixed
     precision policy the loss is computed on float32 logits and Keras adds loss scaling.
-    Call under the strategy scope the model was built in.
+    `jit_compile` compiles the forward and backward pass of the train step with XLA
+    (`optimization.xla_train_step`). Call under the strategy scope the model was built in.
     """
     import tf_keras
 
@@ -139,6 +140,8 @@ def compile_model(model, learning_rate: float) -> None:
         loss=optimization.Float32LogitsLoss(from_logits=True),
         metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
+    if jit_compile:
+        model.train_step = optimization.xla_train_step(model)
     optimization.create_slots(model.optimizer, model.trainable_variables)
 
 

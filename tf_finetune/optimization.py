@@ -49,3 +49,42 @@ def create_slots(optimizer, variables) -> None:
     """
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # unwrap loss scaling
     inner._create_all_weights(variables)
+
+
+def xla_train_step(model):
+    """Returns a Keras train step whose forward and backward pass is compiled by XLA.
+
+    Keras' `compile(jit_compile=True)` compiles each replica's whole step, the
+    gradients' all-reduce included. XLA has no kernel for TensorFlow's collective or
+    NCCL all-reduce, so that fails under any strategy with more than one replica
+    (tensorflow/tensorflow#45940, keras-team/tf-keras#99). Here XLA compiles the model,
+    the loss and the gradients; the all-reduce, loss scaling's bookkeeping and the Adam
+    update run as ordinary TensorFlow ops, as in Keras' own step.
+
+    Set it as `model.train_step` after `compile`. Batches are `(features, labels)`.
+    """
+    optimizer = model.optimizer
+    scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def gradients_of(features, labels):
+        with tf.GradientTape() as tape:
+            logits = model(features, training=True).logits
+            loss = model.compiled_loss(labels, logits, regularization_losses=model.losses)
+            target = optimizer.get_scaled_loss(loss) if scaled else loss
+        gradients = tape.gradient(target, model.trainable_variables)
+        # Dense gradients have the same shape on every replica, whatever its batch, so
+        # the all-reduce lines them up (sparse embedding gradients from XLA did not:
+        # "Shape mismatch in the collective instance"). FusedAdam densifies them anyway.
+        return logits, [tf.convert_to_tensor(g) for g in gradients]
+
+    def train_step(data):
+        features, labels = data
+        logits, gradients = gradients_of(features, labels)
+        if scaled:
+            gradients = optimizer.get_unscaled_gradients(gradients)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        model.compiled_metrics.update_state(labels, logits)
+        return {metric.name: metric.result() for metric in model.metrics}
+
+    return train_step
