@@ -268,3 +268,14 @@ def test_without_a_test_split_the_report_scores_validation(fit_options):
     assert run.report["accuracy"] == pytest.approx(run.history["val_accuracy"][-1], abs=1e-6)
     rows = list(csv.DictReader((run.run_dir / "predictions.csv").open(encoding="utf-8")))
     assert len(rows) == sum(run.report[name]["support"] for name in ("neg", "pos"))
+
+
+def test_a_multi_worker_run_needs_a_run_name(fit_options, monkeypatch):
+    from tf_finetune import distribution
+
+    # Every worker must name the same directory; a default name has a start time in it.
+    monkeypatch.setattr(distribution, "strategy_name", lambda strategy: "multi_worker")
+    options = dict(fit_options, run_name=None)
+    with pytest.raises(ConfigError, match="A multi-worker run needs --run-name"):
+        fit(load_config(overrides=options))
+    assert not Path(options["output_dir"]).exists()

@@ -85,18 +85,21 @@ class Checkpointer:
         directory: The run's `checkpoints/` folder.
         model: The compiled model; its optimizer's slots must exist (see
             `optimization.create_slots`) so a restore assigns them at once.
+        restore_from: The folder `restore` reads, when not `directory`: a non-chief
+            worker writes into its scratch directory and resumes from the chief's.
     """
 
-    def __init__(self, directory: Path, model):
+    def __init__(self, directory: Path, model, restore_from: Path | None = None):
         self.directory = Path(directory)
+        self.restore_from = Path(restore_from or directory)
         self._progress = _Progress()
         self._checkpoint = tf.train.Checkpoint(
             model=model, optimizer=model.optimizer, progress=self._progress
         )
 
-    def listed(self) -> list[str]:
-        """Returns the names of the kept checkpoints, oldest first."""
-        index = self.directory / INDEX_NAME
+    def listed(self, directory: Path | None = None) -> list[str]:
+        """Returns the names of the checkpoints kept in `directory`, oldest first."""
+        index = (directory or self.directory) / INDEX_NAME
         if not index.is_file():
             return []
         try:
@@ -136,14 +139,14 @@ class Checkpointer:
         Raises:
             CheckpointError: There is no checkpoint, or none can be read.
         """
-        names = self.listed()
+        names = self.listed(self.restore_from)
         if not names:
             raise CheckpointError(
-                f"No checkpoint in {self.directory}. The run stopped before its first "
+                f"No checkpoint in {self.restore_from}. The run stopped before its first "
                 "checkpoint: start it again with --overwrite."
             )
         for name in reversed(names):
-            path = self.directory / name
+            path = self.restore_from / name
             try:
                 self._checkpoint.read(str(path)).assert_existing_objects_matched()
             except (tf.errors.OpError, ValueError, AssertionError) as error:
@@ -163,7 +166,7 @@ class Checkpointer:
             )
             return point
         raise CheckpointError(
-            f"No checkpoint in {self.directory} can be read (newest: {names[-1]}). "
+            f"No checkpoint in {self.restore_from} can be read (newest: {names[-1]}). "
             "Start the run again with --overwrite."
         )
 
@@ -264,9 +267,15 @@ class TrainingCheckpoint(tf_keras.callbacks.Callback):
         step, so the saved sums are added after that step. Every metric here (the loss
         mean, accuracy) is a sum and a count, so adding them gives the whole epoch's.
         """
+        strategy = self.model.distribute_strategy
+        replicas = strategy.num_replicas_in_sync
         for metric, saved in zip(self.model.metrics, sums, strict=False):
             for variable, value in zip(metric.variables, saved, strict=False):
-                variable.assign_add(tf.cast(value, variable.dtype))
+                # Under a strategy a metric variable has one part per replica and reads
+                # as their sum; each replica's part takes an equal share.
+                share = tf.cast(tf.constant(value, tf.float64) / replicas, variable.dtype)
+                for part in strategy.experimental_local_results(variable):
+                    part.assign_add(share)
 
 
 class _StartCounters:

@@ -123,6 +123,9 @@ def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> No
     from tf_finetune.throughput import describe
 
     click.echo("\n" + describe(result.stats))
+    if not result.chief:
+        click.echo(f"\nThis worker is done; the chief writes the run to {result.run_dir}.")
+        return
     click.echo(f"\nClassification report ({result.eval_split} split):\n")
     click.echo(result.report_text)
     click.echo(f"Run directory: {result.run_dir}")

@@ -53,6 +53,12 @@ class TrainingDiverged(TfFinetuneError):
     exit_code = 9
 
 
+class WorkerLost(TfFinetuneError):
+    """Another worker of a multi-worker run stopped answering, so training cannot go on."""
+
+    exit_code = 10
+
+
 class TrainingInterrupted(TfFinetuneError):
     """SIGTERM or Ctrl-C stopped training after a checkpoint was saved.
 

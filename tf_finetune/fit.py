@@ -40,6 +40,9 @@ class FitResult:
         history: Keras metrics per epoch, with speed figures.
         stats: Speed figures of training (see `throughput.summarize`), also written to
             `training_stats.json`.
+        chief: False for a non-chief worker of a multi-worker run: it trained, and its
+            own artefacts were written to a scratch directory that is now removed;
+            `run_dir` is the chief's.
     """
 
     run_dir: Path
@@ -51,6 +54,7 @@ class FitResult:
     history: dict
     stats: dict
     raw_text_unsupported: str | None = None
+    chief: bool = True
 
 
 def fit(
@@ -69,12 +73,24 @@ def fit(
         TfFinetuneError: A subclass naming what is wrong with the config, data or model,
             or saying how training stopped (`TrainingInterrupted`, `TrainingDiverged`).
     """
+    from tf_finetune import distribution
     from tf_finetune.environment import check_environment
 
     check_environment()
-    run = run_dir.claim(_run_dir_path(config), resume=resume, overwrite=overwrite)
+    # First: the devices and the cluster must be set up before TensorFlow starts.
+    strategy = distribution.select_strategy(config.strategy, config.devices)
+    if config.run_name is None and distribution.strategy_name(strategy) == "multi_worker":
+        raise ConfigError(
+            "A multi-worker run needs --run-name: every worker must name the same run "
+            "directory, and the default name holds each worker's own start time."
+        )
+    path = _run_dir_path(config)
+    if distribution.is_chief(strategy):
+        run = run_dir.claim(path, resume=resume, overwrite=overwrite)
+    else:
+        run = run_dir.scratch(path, resume=resume)
     try:
-        result = _run(config, run, verbose)
+        result = _run(config, run, strategy, verbose)
     except BaseException:
         # A run that stopped before training (bad data, a missing model) leaves the
         # output folder as it found it; one that trained keeps its checkpoints.
@@ -84,7 +100,7 @@ def fit(
     return result
 
 
-def _run(config: FitConfig, run: run_dir.RunDirectory, verbose: int) -> FitResult:
+def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -> FitResult:
     import tf_keras
 
     from tf_finetune import (
@@ -98,7 +114,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, verbose: int) -> FitResul
         training,
     )
 
-    stored = load_config(run.path / CONFIG_NAME) if run.resuming else None
+    stored = load_config(run.source / CONFIG_NAME) if run.resuming else None
     tf_keras.utils.set_random_seed(config.seed)
     model_path = modeling.resolve_model_path(config.model, config.allow_pickle_weights)
     data = data_stage.load_data(config)
@@ -112,8 +128,13 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, verbose: int) -> FitResul
         tokenization.length_limit(tokenizer, model_config),
     )
 
-    strategy = distribution.select_strategy()
     global_batch = config.batch_size * strategy.num_replicas_in_sync
+    logger.info(
+        "Global batch %d: %d per replica x %d replica(s).",
+        global_batch,
+        config.batch_size,
+        strategy.num_replicas_in_sync,
+    )
     pad_values = tf_data.pad_values(tokenizer)
     pad_multiple = distribution.resolve_pad_multiple(config.pad_to_multiple_of)
     precision = distribution.resolve_precision(config.mixed_precision)
@@ -122,15 +143,17 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, verbose: int) -> FitResul
         max_length=tokens.max_length,
         pad_to_multiple_of=pad_multiple,
         mixed_precision=precision,
-        output_dir=str(run.path.parent),
-        run_name=run.path.name,
+        strategy=distribution.strategy_name(strategy),
+        output_dir=str(run.source.parent),
+        run_name=run.source.name,
     )
     fingerprint = {
         "labels": data.label_names,
+        "global_batch": global_batch,
         **{split: tf_data.fingerprint(tokens.splits[split]) for split in tokens.splits},
     }
     if stored is not None:
-        _check_resumable(run.path, stored, resolved, fingerprint)
+        _check_resumable(run.source, stored, resolved, fingerprint)
 
     def batches(split, epochs=1, seed=None, first_step=0):
         if config.padding == "max_length":
@@ -160,9 +183,11 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, verbose: int) -> FitResul
     # Layers take the precision policy when they are built.
     with distribution.precision_policy(precision), strategy.scope():
         model = modeling.build_model(model_path, model_config, config.allow_pickle_weights)
-        modeling.compile_model(model, config.learning_rate)
+        modeling.compile_model(model, config.learning_rate, config.jit_compile)
 
-    checkpointer = checkpointing.Checkpointer(run.path / run_dir.CHECKPOINT_DIR, model)
+    checkpointer = checkpointing.Checkpointer(
+        run.path / run_dir.CHECKPOINT_DIR, model, restore_from=run.source / run_dir.CHECKPOINT_DIR
+    )
     start = checkpointer.restore() if run.resuming else checkpointing.ResumePoint.start()
     run.training_started = True
     atomic.write_text(run.path / CONFIG_NAME, resolved.to_yaml())
@@ -188,7 +213,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, verbose: int) -> FitResul
         atomic.write_text(run.path / STATS_NAME, json.dumps(stats, indent=2) + "\n")
     else:  # training had finished; the report or the export had not
         history = start.history
-        stats = json.loads((run.path / STATS_NAME).read_text(encoding="utf-8"))
+        stats = json.loads((run.source / STATS_NAME).read_text(encoding="utf-8"))
 
     split = data.eval_split
     evaluated = validation if split == "validation" else batches(split)
@@ -224,7 +249,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, verbose: int) -> FitResul
     # The export is complete: the training checkpoints are no longer needed.
     shutil.rmtree(run.path / run_dir.CHECKPOINT_DIR, ignore_errors=True)
     return FitResult(
-        run.path,
+        run.source,
         exported.path,
         log_dir,
         report,
@@ -233,6 +258,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, verbose: int) -> FitResul
         history,
         stats,
         exported.reason,
+        chief=not run.scratch,
     )
 
 
@@ -243,7 +269,7 @@ def _check_resumable(path: Path, stored: FitConfig, resolved: FitConfig, fingerp
     if previous_path.is_file():
         previous = json.loads(previous_path.read_text(encoding="utf-8"))
         changed += [
-            f"{key} data changed" if key != "labels" else f"labels: {previous[key]} -> {value}"
+            _describe_change(key, previous.get(key), value)
             for key, value in fingerprint.items()
             if previous.get(key) != value
         ]
@@ -253,6 +279,14 @@ def _check_resumable(path: Path, stored: FitConfig, resolved: FitConfig, fingerp
             + "; ".join(changed)
             + f"). Resume with --config {path / CONFIG_NAME}, or start a new run."
         )
+
+
+def _describe_change(key: str, before, after) -> str:
+    if key == "labels":
+        return f"labels: {before} -> {after}"
+    if key == "global_batch":
+        return f"global batch (batch_size x replicas): {before} -> {after}"
+    return f"{key} data changed"
 
 
 def _write_checkpoint_and_report(

@@ -5,6 +5,11 @@ A run directory that exists and is not empty is used only with `resume=True`
 again). A lock file (`.lock`, holding the owner's PID) keeps a second `fit` out while
 the first runs; the lock is an `fcntl` lock, so the kernel releases it when its owner
 dies, even by SIGKILL, and a stale lock file is simply taken over.
+
+In a multi-worker run only the chief claims the run directory. Every other worker
+runs the same steps (saving involves all of them) into a `scratch` directory of its
+own, removed when it finishes (or by the next worker on the machine, when it was
+killed), and reads the chief's checkpoints when resuming.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from tf_finetune.errors import ConfigError
 
 LOCK_NAME = ".lock"
 CHECKPOINT_DIR = "checkpoints"
+SCRATCH_PREFIX = "tf-finetune-worker-"
 
 
 class RunDirectory:
@@ -28,14 +35,28 @@ class RunDirectory:
         created: The outermost directory this process created for it (the run
             directory, or an output folder that did not exist either), or None.
         resuming: Whether the directory holds a run to continue.
+        source: The run directory a resumed run reads its config and checkpoints from:
+            `path` itself, or for a scratch directory the chief's run directory.
+        scratch: Whether `path` is a non-chief worker's temporary directory, removed
+            on release whatever happened.
         training_started: Set by the caller once training starts; from then on a
             failure keeps the directory (its checkpoints and logs).
     """
 
-    def __init__(self, path: Path, created: Path | None, resuming: bool, lock_handle):
+    def __init__(
+        self,
+        path: Path,
+        created: Path | None,
+        resuming: bool,
+        lock_handle,
+        source: Path | None = None,
+        scratch: bool = False,
+    ):
         self.path = path
         self.created = created
         self.resuming = resuming
+        self.source = source or path
+        self.scratch = scratch
         self.training_started = False
         self._lock_handle = lock_handle
 
@@ -47,10 +68,13 @@ class RunDirectory:
         """
         if self._lock_handle is None:
             return
-        (self.path / LOCK_NAME).unlink(missing_ok=True)
+        if self.scratch:
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
         self._lock_handle.close()
         self._lock_handle = None
-        if discard and self.created is not None:
+        if discard and self.created is not None and not self.scratch:
             shutil.rmtree(self.created, ignore_errors=True)
 
 
@@ -74,16 +98,7 @@ def claim(path: Path, resume: bool = False, overwrite: bool = False) -> RunDirec
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
             contents = []
         if resume:
-            if not (path / CHECKPOINT_DIR).is_dir():
-                finished = (path / "fit_config.yaml").is_file()
-                raise ConfigError(
-                    f"Run directory {path} "
-                    + (
-                        "holds a finished run. Choose another --run-name for a new one."
-                        if finished
-                        else "has no checkpoint to resume from. Use --overwrite to start it again."
-                    )
-                )
+            _require_checkpoints(path)
         elif contents:
             raise ConfigError(
                 f"Run directory {path} already exists and is not empty. Pass --resume to "
@@ -95,6 +110,53 @@ def claim(path: Path, resume: bool = False, overwrite: bool = False) -> RunDirec
             shutil.rmtree(created, ignore_errors=True)
         raise
     return RunDirectory(path, created, resume, handle)
+
+
+def scratch(path: Path, resume: bool = False) -> RunDirectory:
+    """Returns a temporary run directory for a worker that is not the chief.
+
+    Args:
+        path: The chief's run directory, read when resuming.
+        resume: Continue from the chief's last checkpoint.
+
+    Raises:
+        ConfigError: `resume` was given and the chief's run has no checkpoint.
+    """
+    if resume:
+        _require_checkpoints(path)
+    _remove_stale_scratch()
+    temporary = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    handle = _lock(temporary)
+    return RunDirectory(temporary, temporary, resume, handle, source=path, scratch=True)
+
+
+def _remove_stale_scratch() -> None:
+    """Removes the scratch directories of workers that were killed before removing them.
+
+    A live worker holds its scratch directory's lock; the kernel released a killed one's.
+    """
+    for stale in Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"):
+        if not (stale / LOCK_NAME).is_file():
+            continue  # being created
+        try:
+            handle = _lock(stale)
+        except (ConfigError, OSError):
+            continue  # a live worker's
+        handle.close()
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _require_checkpoints(path: Path) -> None:
+    if not (path / CHECKPOINT_DIR).is_dir():
+        finished = (path / "fit_config.yaml").is_file()
+        raise ConfigError(
+            f"Run directory {path} "
+            + (
+                "holds a finished run. Choose another --run-name for a new one."
+                if finished
+                else "has no checkpoint to resume from. Use --overwrite to start it again."
+            )
+        )
 
 
 def _outermost_missing(path: Path) -> Path | None:

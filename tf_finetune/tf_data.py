@@ -250,6 +250,7 @@ def grouped_batches(
         .map(gather_and_pad, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
+    dataset = _shard_by_data(dataset)
     order = np.concatenate(plans[0]) if seed is None else None
     return Batches(dataset, len(plans[0]), stats, order)
 
@@ -295,7 +296,24 @@ def collated_batches(
     dataset = batches[0] if batches else None
     for more in batches[1:]:
         dataset = dataset.concatenate(more)
+    if dataset is not None:
+        dataset = _shard_by_data(dataset)
     lengths = example_lengths(split)
     width = len(split[0]["input_ids"]) if count else 0
     stats = PaddingStats(count, int(lengths.sum()), width * count)
     return Batches(dataset, steps, [stats])
+
+
+def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Sets how a multi-worker run splits the batches between workers: by data.
+
+    These pipelines read from memory, so there are no files to shard by. With the DATA
+    policy every worker builds the same planned global batches from the seed and keeps
+    its replicas' slices of each, so a step trains on exactly the batch a single device
+    would (a per-worker split by file or by batch would change the batches, and with
+    them the loss of each step). Reading the whole split on every worker costs little:
+    it is in memory and gathering a batch is cheap next to a training step.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from pathlib import Path
 
+import tensorflow as tf
 import tf_keras
 
 from tf_finetune import checkpointing, interruption, throughput
-from tf_finetune.errors import TrainingInterrupted
+from tf_finetune.errors import TrainingInterrupted, WorkerLost
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +96,24 @@ def train(
             tf_keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch"),
             _EpochLogger(),
         ]
-        model.fit(
-            train_batches.dataset,
-            validation_data=validation_batches.dataset,
-            initial_epoch=start.epoch,
-            epochs=epochs,
-            steps_per_epoch=train_batches.steps,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
+        try:
+            model.fit(
+                train_batches.dataset,
+                validation_data=validation_batches.dataset,
+                initial_epoch=start.epoch,
+                epochs=epochs,
+                steps_per_epoch=train_batches.steps,
+                callbacks=callbacks,
+                verbose=verbose,
+            )
+        except tf.errors.UnavailableError as error:
+            if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                raise
+            raise WorkerLost(
+                f"Lost contact with another worker ({_unhealthy_tasks(error)}). Start every "
+                "worker again with the same command and --resume: they continue from the "
+                "chief's last checkpoint."
+            ) from None
     if signals.received:  # at an epoch's end or in validation: that epoch is saved
         raise TrainingInterrupted(
             f"Stopped by {signals.received} at the end of an epoch; its checkpoint is "
@@ -112,3 +123,13 @@ def train(
         )
     metrics = saver.history
     return TrainResult(metrics, throughput.summarize(metrics, monitor, train_batches, model))
+
+
+def _unhealthy_tasks(error: Exception) -> str:
+    """Names the tasks TensorFlow's health check found dead, from its error message."""
+    message = str(error)
+    _, found, rest = message.partition("unhealthy")
+    tasks = re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", rest) if found else []
+    if not tasks:
+        return message.strip().splitlines()[0] if message.strip() else "no reason given"
+    return ", ".join(f"{kind} {index}" for kind, index in tasks) + " stopped answering"
