@@ -97,7 +97,7 @@ class FitConfig:
         "auto",
         "tf.distribute strategy: 'default' (one device), 'mirrored' (the devices of this "
         "machine), 'multi_worker' (the cluster TF_CONFIG names), or 'auto': "
-        "multi_worker when TF_CONFIG names a cluster, mirrored over several GPUs or "
+        "multi_worker when TF_CONFIG names several workers, mirrored over several GPUs or "
         "--devices, default otherwise.",
         choices=STRATEGY_CHOICES,
     )

@@ -37,9 +37,9 @@ def select_strategy(setting: str = "auto", devices: str | None = None) -> tf.dis
     Args:
         setting: "default" (one device), "mirrored" (one replica per device of this
             machine), "multi_worker" (one or more replicas on each worker `TF_CONFIG`
-            names), or "auto": multi_worker when `TF_CONFIG` names a cluster, mirrored
-            when `devices` names several devices or more than one GPU is visible,
-            default otherwise.
+            names), or "auto": multi_worker when `TF_CONFIG` names a cluster of more
+            than one worker, mirrored when `devices` names several devices or more
+            than one GPU is visible, default otherwise.
         devices: Comma-separated devices, e.g. "GPU:0,GPU:1"; naming more CPUs than
             there are ("CPU:0,CPU:1") splits the CPU into logical devices.
 
@@ -83,8 +83,11 @@ def select_strategy(setting: str = "auto", devices: str | None = None) -> tf.dis
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this process writes the run directory (always, unless it is a non-chief
-    worker of a multi-worker cluster)."""
+    """Returns whether this process writes the run directory.
+
+    Every process does, except the workers of a multi-worker cluster that are not its
+    chief (see `cluster.ClusterTask.is_chief`).
+    """
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
     task = cluster.read_tf_config()
