@@ -137,6 +137,25 @@ def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> No
     click.echo(f"TensorBoard:   tensorboard --logdir {result.log_dir}")
 
 
+@main.command()
+@click.argument("runs_dir", default="saved_models", type=click.Path(file_okay=False))
+@click.option("--port", default=6006, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 serves other machines too.",
+)
+@_reports_errors
+def tensorboard(runs_dir: str, port: int, host: str) -> None:
+    """Start TensorBoard over the runs in RUNS_DIR (default: saved_models)."""
+    from tf_finetune.dashboard import tensorboard as server
+
+    board = server(runs_dir, port, host)
+    click.echo(f"TensorBoard on http://{host}:{port}/ over {runs_dir}; Ctrl-C stops it.")
+    board.main()
+
+
 def _model_dir_argument(command):
     return click.argument("model_dir", type=click.Path(exists=True, file_okay=False))(command)
 
