@@ -79,6 +79,21 @@ def test_tensorboard_logs_hold_the_epoch_metrics(run):
         np.testing.assert_allclose(logged["train"][f"epoch_{key}"], run.history[key], rtol=1e-5)
 
 
+def test_tensorboard_holds_a_full_evaluation_of_every_epoch(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run.log_dir / "validation"), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = events.Tags()["tensors"]
+    for tag in ("eval_macro_f1", "eval_weighted_f1", "eval_f1/neg", "eval_f1/pos"):
+        assert [e.step for e in events.Tensors(tag)] == [0, 1, 2, 3]
+    # scikit-learn's accuracy on the epoch's predictions is the accuracy Keras validated.
+    accuracy = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("eval_accuracy")]
+    np.testing.assert_allclose(accuracy, run.history["val_accuracy"], rtol=1e-6)
+    assert {"confusion_matrix", "misclassified"} <= set(tags)
+    assert len(events.Tensors("confusion_matrix")) == 4
+
+
 def test_training_stats_account_for_the_run(run):
     stats = json.loads((run.run_dir / "training_stats.json").read_text())
     assert stats == run.stats  # JSON keeps Python floats exactly

@@ -109,6 +109,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         evaluation,
         export,
         modeling,
+        summaries,
         tf_data,
         tokenization,
         training,
@@ -206,6 +207,15 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
             config.checkpoint_steps,
             start,
             verbose,
+            extra_callbacks=[
+                summaries.ValidationSummaries(
+                    validation,
+                    tokens.splits["validation"]["labels"][:],
+                    data.splits["validation"]["text"][:],
+                    data.label_names,
+                    log_dir,
+                )
+            ],
         )
         history, stats = trained.history, trained.stats
         stats["resumed_from_step"] = start.global_step

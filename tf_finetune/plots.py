@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 
-def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path) -> None:
+def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path | BinaryIO) -> None:
     """Draws a labelled confusion matrix (rows: true label, columns: predicted label)."""
     import matplotlib
 
@@ -27,5 +28,5 @@ def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path)
             colour = "white" if peak and count > peak / 2 else "black"
             axes.text(j, i, str(count), ha="center", va="center", color=colour)
     figure.tight_layout()
-    figure.savefig(path)
+    figure.savefig(path, format="png")
     plt.close(figure)

@@ -62,6 +62,7 @@ def train(
     checkpoint_steps: int,
     start: checkpointing.ResumePoint,
     verbose: int = 0,
+    extra_callbacks=(),
 ):
     """Fits a compiled model, evaluating on validation after each epoch.
 
@@ -77,6 +78,8 @@ def train(
         checkpoint_steps: Optimizer steps between checkpoints.
         start: Where training starts: `ResumePoint.start()`, or a restored checkpoint's.
         verbose: Keras progress output (0 silent, 1 progress bar, 2 a line per epoch).
+        extra_callbacks: More Keras callbacks, run after the checkpoint and TensorBoard
+            ones (e.g. `summaries.ValidationSummaries`).
 
     Returns:
         A `TrainResult`; its history holds every epoch, those before `start` included.
@@ -94,6 +97,7 @@ def train(
             monitor,  # first, so the callbacks after it see its figures in the logs
             saver,  # before TensorBoard: an epoch is logged only once it is saved
             tf_keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch"),
+            *extra_callbacks,
             _EpochLogger(),
         ]
         try:

@@ -1,0 +1,95 @@
+"""TensorBoard summaries of a run beyond Keras' own: a full evaluation every epoch.
+
+After each epoch `ValidationSummaries` predicts the validation split and logs, under
+`<run>/logs/validation` at the epoch's step:
+- scikit-learn's accuracy, macro and weighted precision, recall and F1, and each
+  class's F1 (the notebook's `compute_metrics`), as scalars named `eval_*`;
+- the confusion matrix as an image (`confusion_matrix`);
+- the most confident mistakes as a Markdown table (`misclassified`): text, true and
+  predicted label, and the predicted label's probability.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from tf_finetune import evaluation, plots
+
+# Mistakes shown per epoch: enough to see a pattern, few enough to read.
+MISCLASSIFIED_SHOWN = 10
+_AVERAGES = {"macro avg": "macro", "weighted avg": "weighted"}
+_METRICS = {"precision": "precision", "recall": "recall", "f1-score": "f1"}
+
+
+def report_scalars(report: dict, label_names: list[str]) -> dict[str, float]:
+    """Returns the scalars logged for a scikit-learn report dict, by tag."""
+    scalars = {"eval_accuracy": report["accuracy"]}
+    for average, short in _AVERAGES.items():
+        for metric, name in _METRICS.items():
+            scalars[f"eval_{short}_{name}"] = report[average][metric]
+    for label in label_names:
+        scalars[f"eval_f1/{label}"] = report[label]["f1-score"]
+    return {tag: float(value) for tag, value in scalars.items()}
+
+
+def misclassified_table(texts, y_true, probabilities, label_names, shown=MISCLASSIFIED_SHOWN):
+    """Returns a Markdown table of the `shown` most confident mistakes."""
+    predicted = probabilities.argmax(axis=-1)
+    wrong = np.flatnonzero(predicted != np.asarray(y_true))
+    if not len(wrong):
+        return "No misclassified examples."
+    confidence = probabilities[wrong, predicted[wrong]]
+    rows = ["| text | true | predicted | probability |", "|---|---|---|---|"]
+    for index in wrong[np.argsort(-confidence, kind="stable")][:shown]:
+        text = str(texts[index]).replace("|", "\\|").replace("\n", " ")
+        rows.append(
+            f"| {text} | {label_names[y_true[index]]} | {label_names[predicted[index]]} "
+            f"| {probabilities[index, predicted[index]]:.3f} |"
+        )
+    return f"{len(wrong)} of {len(predicted)} misclassified; the most confident:\n\n" + "\n".join(
+        rows
+    )
+
+
+class ValidationSummaries(tf_keras.callbacks.Callback):
+    """Scores the validation split after each epoch and logs the scores to TensorBoard.
+
+    Args:
+        batches: `tf_data.Batches` of the validation split (evaluation order).
+        y_true: The split's label ids, in split order.
+        texts: The split's texts, in split order.
+        label_names: Label names by id.
+        log_dir: The run's TensorBoard folder; summaries go to its `validation/`.
+    """
+
+    def __init__(self, batches, y_true, texts, label_names, log_dir: Path):
+        super().__init__()
+        self._batches = batches
+        self._y_true = np.asarray(y_true)
+        self._texts = texts
+        self._labels = list(label_names)
+        self._writer = tf.summary.create_file_writer(str(Path(log_dir) / "validation"))
+        self.last_report: dict | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        probabilities = evaluation.predict_probabilities(self.model, self._batches)
+        report = evaluation.build_report(self._y_true, probabilities, self._labels)
+        self.last_report = report
+        picture = io.BytesIO()
+        plots.confusion_matrix_png(report["confusion_matrix"], self._labels, picture)
+        with self._writer.as_default(step=epoch):
+            for tag, value in report_scalars(report, self._labels).items():
+                tf.summary.scalar(tag, value)
+            image = tf.io.decode_png(picture.getvalue(), channels=3)
+            tf.summary.image("confusion_matrix", image[tf.newaxis])
+            table = misclassified_table(self._texts, self._y_true, probabilities, self._labels)
+            tf.summary.text("misclassified", table)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        self._writer.close()
