@@ -94,6 +94,30 @@ def test_tensorboard_holds_a_full_evaluation_of_every_epoch(run):
     assert len(events.Tensors("confusion_matrix")) == 4
 
 
+def test_the_run_directory_holds_pictures_the_report_points_to(run):
+    curves = tf.io.decode_png((run.run_dir / "training_curves.png").read_bytes())
+    matrix = tf.io.decode_png((run.run_dir / "confusion_matrix.png").read_bytes())
+    assert curves.shape[:2] == (400, 1000)  # loss and accuracy panels, 10 x 4 inches
+    assert matrix.shape[:2] == (400, 400)
+    text = (run.run_dir / "report.txt").read_text()
+    assert "confusion_matrix.png (test split) and training_curves.png" in text
+    assert run.report_text == text
+
+
+def test_hparams_dashboard_gets_the_runs_settings(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(run.log_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    content = events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    session = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    assert session.hparams["learning_rate"].number_value == pytest.approx(3e-3)
+    assert session.hparams["global_batch"].number_value == 8
+    assert session.hparams["padding"].string_value == "grouped"
+    assert session.group_name == "tiny"
+
+
 def test_training_stats_account_for_the_run(run):
     stats = json.loads((run.run_dir / "training_stats.json").read_text())
     assert stats == run.stats  # JSON keeps Python floats exactly

@@ -20,6 +20,8 @@ from tf_finetune.errors import ConfigError, ExportError
 CONFIG_NAME = "fit_config.yaml"
 STATS_NAME = "training_stats.json"
 FINGERPRINT_NAME = "data_fingerprint.json"
+CONFUSION_PNG = "confusion_matrix.png"
+CURVES_PNG = "training_curves.png"
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +196,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     atomic.write_text(run.path / CONFIG_NAME, resolved.to_yaml())
     atomic.write_text(run.path / FINGERPRINT_NAME, json.dumps(fingerprint) + "\n")
     log_dir = run.path / "logs"
+    summaries.write_hparams(log_dir, resolved, global_batch)
     validation = batches("validation")
     if start.epoch < config.epochs:
         train_batches = batches("train", config.epochs, config.seed, start.global_step)
@@ -230,7 +233,10 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     probabilities = evaluation.predict_probabilities(model, evaluated)
     y_true = tokens.splits[split]["labels"][:]
     report = evaluation.build_report(y_true, probabilities, data.label_names)
-    report_text = evaluation.format_report(y_true, probabilities, data.label_names)
+    report_text = evaluation.format_report(y_true, probabilities, data.label_names) + (
+        f"\nPictures in {run.source}: {CONFUSION_PNG} ({split} split) and {CURVES_PNG} "
+        "(loss and accuracy per epoch).\n"
+    )
     logger.info(
         "%s accuracy %.4f, macro F1 %.4f.",
         split,
@@ -240,7 +246,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
 
     try:
         _write_checkpoint_and_report(
-            run.path, model, tokenizer, data, report, report_text, y_true, probabilities
+            run.path, model, tokenizer, data, report, report_text, y_true, probabilities, history
         )
         exported = export.export_saved_model(
             model,
@@ -300,15 +306,19 @@ def _describe_change(key: str, before, after) -> str:
 
 
 def _write_checkpoint_and_report(
-    run_path, model, tokenizer, data, report, report_text, y_true, probabilities
+    run_path, model, tokenizer, data, report, report_text, y_true, probabilities, history
 ) -> None:
-    """Writes the Hugging Face checkpoint, label names, report and predictions.
+    """Writes the Hugging Face checkpoint, label names, report, predictions and pictures.
 
     Each file is written into a temporary folder first, then renamed into place.
     """
-    from tf_finetune import evaluation
+    from tf_finetune import evaluation, plots
 
     with atomic.staged_files(run_path) as staging:
+        plots.confusion_matrix_png(
+            report["confusion_matrix"], data.label_names, staging / CONFUSION_PNG
+        )
+        plots.training_curves_png(history, staging / CURVES_PNG)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / "labels.txt").write_text("\n".join(data.label_names) + "\n", encoding="utf-8")

@@ -30,3 +30,24 @@ def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path 
     figure.tight_layout()
     figure.savefig(path, format="png")
     plt.close(figure)
+
+
+def training_curves_png(history: dict[str, list[float]], path: Path | BinaryIO) -> None:
+    """Draws loss and accuracy per epoch, training against validation, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, panels = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for axes, metric in zip(panels, ("loss", "accuracy"), strict=True):
+        for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
+            values = history.get(key, [])
+            axes.plot(range(1, len(values) + 1), values, marker="o", label=label)
+        axes.set_xlabel("epoch")
+        axes.set_title(metric)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)

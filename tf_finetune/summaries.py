@@ -7,6 +7,10 @@ After each epoch `ValidationSummaries` predicts the validation split and logs, u
 - the confusion matrix as an image (`confusion_matrix`);
 - the most confident mistakes as a Markdown table (`misclassified`): text, true and
   predicted label, and the predicted label's probability.
+
+`write_hparams` records the run's settings for TensorBoard's HParams dashboard, which
+shows them next to each run's final `eval_*` and `epoch_*` scores, so runs of
+different models or learning rates compare side by side.
 """
 
 from __future__ import annotations
@@ -54,6 +58,35 @@ def misclassified_table(texts, y_true, probabilities, label_names, shown=MISCLAS
     return f"{len(wrong)} of {len(predicted)} misclassified; the most confident:\n\n" + "\n".join(
         rows
     )
+
+
+# The settings shown in the HParams dashboard.
+HPARAMS = (
+    "model",
+    "learning_rate",
+    "batch_size",
+    "epochs",
+    "max_length",
+    "padding",
+    "mixed_precision",
+    "strategy",
+    "seed",
+)
+
+
+def write_hparams(log_dir: Path, config, global_batch: int) -> None:
+    """Writes the run's settings as an HParams session at the root of `log_dir`."""
+    from tensorboard.plugins.hparams import api as hp
+
+    values = {name: getattr(config, name) for name in HPARAMS}
+    values["global_batch"] = global_batch
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
+        hp.hparams(
+            {k: v if isinstance(v, bool | int | float) else str(v) for k, v in values.items()},
+            trial_id=config.run_name,
+        )
+    writer.close()
 
 
 class ValidationSummaries(tf_keras.callbacks.Callback):
