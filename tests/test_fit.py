@@ -79,6 +79,21 @@ def test_tensorboard_logs_hold_the_epoch_metrics(run):
         np.testing.assert_allclose(logged["train"][f"epoch_{key}"], run.history[key], rtol=1e-5)
 
 
+def test_tensorboard_holds_loss_learning_rate_and_speed_every_20_steps(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run.log_dir / "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    points = {
+        tag: [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+        for tag in ("step_loss", "step_learning_rate", "step_samples_per_second")
+    }
+    assert [step for step, _ in points["step_loss"]] == [20, 40, 60]  # of 64 steps
+    assert [rate for _, rate in points["step_learning_rate"]] == pytest.approx([3e-3] * 3)
+    assert all(speed > 0 for _, speed in points["step_samples_per_second"])
+    assert all(np.isfinite(loss) for _, loss in points["step_loss"])
+
+
 def test_tensorboard_holds_a_full_evaluation_of_every_epoch(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

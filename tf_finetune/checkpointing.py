@@ -92,6 +92,8 @@ class Checkpointer:
     def __init__(self, directory: Path, model, restore_from: Path | None = None):
         self.directory = Path(directory)
         self.restore_from = Path(restore_from or directory)
+        # Called after each checkpoint is complete (e.g. to write buffered summaries).
+        self.after_save: list = []
         self._progress = _Progress()
         self._checkpoint = tf.train.Checkpoint(
             model=model, optimizer=model.optimizer, progress=self._progress
@@ -131,6 +133,8 @@ class Checkpointer:
         for old in kept[:-KEEP]:
             for path in self.directory.glob(f"{old}.*"):
                 path.unlink(missing_ok=True)
+        for hook in self.after_save:
+            hook()
         return name
 
     def restore(self) -> ResumePoint:

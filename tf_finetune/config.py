@@ -131,6 +131,12 @@ class FitConfig:
         "an interrupted run continues with --resume.",
         minimum=1,
     )
+    log_steps: int = _field(
+        20,
+        "Log the loss, learning rate and samples/s to TensorBoard every this many steps "
+        "(written as each checkpoint is saved, so a resumed run logs no step twice).",
+        minimum=1,
+    )
     output_dir: str = _field("saved_models", "Folder that receives the run directory.")
     run_name: str | None = _field(
         None, "Name of the run directory; defaults to <model>-<data>-<timestamp>."
@@ -152,6 +158,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(FitConfig)}
 RESUMABLE_CHANGES = (
     "epochs",
     "checkpoint_steps",
+    "log_steps",
     "output_dir",
     "run_name",
     "jit_compile",

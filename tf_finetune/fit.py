@@ -200,6 +200,10 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     validation = batches("validation")
     if start.epoch < config.epochs:
         train_batches = batches("train", config.epochs, config.seed, start.global_step)
+        step_summaries = summaries.StepSummaries(
+            log_dir, config.log_steps, train_batches.steps, global_batch
+        )
+        checkpointer.after_save.append(step_summaries.flush)
         trained = training.train(
             model,
             train_batches,
@@ -211,13 +215,14 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
             start,
             verbose,
             extra_callbacks=[
+                step_summaries,
                 summaries.ValidationSummaries(
                     validation,
                     tokens.splits["validation"]["labels"][:],
                     data.splits["validation"]["text"][:],
                     data.label_names,
                     log_dir,
-                )
+                ),
             ],
         )
         history, stats = trained.history, trained.stats

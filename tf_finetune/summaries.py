@@ -8,6 +8,11 @@ After each epoch `ValidationSummaries` predicts the validation split and logs, u
 - the most confident mistakes as a Markdown table (`misclassified`): text, true and
   predicted label, and the predicted label's probability.
 
+`StepSummaries` logs the loss (the epoch's running mean, as Keras reports it), the
+learning rate and samples/s every N steps under `<run>/logs/train`. It holds the
+points back until the next checkpoint is saved: a crash loses only the points of the
+steps a resumed run trains again, so no step is ever logged twice.
+
 `write_hparams` records the run's settings for TensorBoard's HParams dashboard, which
 shows them next to each run's final `eval_*` and `epoch_*` scores, so runs of
 different models or learning rates compare side by side.
@@ -16,6 +21,7 @@ different models or learning rates compare side by side.
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +64,67 @@ def misclassified_table(texts, y_true, probabilities, label_names, shown=MISCLAS
     return f"{len(wrong)} of {len(predicted)} misclassified; the most confident:\n\n" + "\n".join(
         rows
     )
+
+
+class StepSummaries(tf_keras.callbacks.Callback):
+    """Logs `step_loss`, `step_learning_rate` and `step_samples_per_second` every N steps.
+
+    Args:
+        log_dir: The run's TensorBoard folder; points go to its `train/`.
+        every_steps: Optimizer steps between points.
+        steps_per_epoch: Batches per epoch.
+        batch_size: The global batch size.
+
+    Call `flush` once the training state is saved (`Checkpointer.after_save`).
+    """
+
+    def __init__(self, log_dir: Path, every_steps: int, steps_per_epoch: int, batch_size: int):
+        super().__init__()
+        self._writer = tf.summary.create_file_writer(str(Path(log_dir) / "train"))
+        self._every = every_steps
+        self._steps = steps_per_epoch
+        self._batch_size = batch_size
+        self._epoch = 0
+        self._pending: list[tuple[int, dict[str, float]]] = []
+        self._since: tuple[float, int] | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._since = None  # validation ran in between
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._epoch * self._steps + batch + 1
+        now = time.perf_counter()
+        if self._since is None:
+            self._since = (now, step)
+        if step % self._every:
+            return
+        started, first = self._since
+        values = {"step_loss": float((logs or {}).get("loss", float("nan")))}
+        values["step_learning_rate"] = _learning_rate(self.model.optimizer)
+        if step > first:
+            values["step_samples_per_second"] = (step - first) * self._batch_size / (now - started)
+        self._pending.append((step, values))
+        self._since = (now, step)
+
+    def flush(self) -> None:
+        """Writes the points held back; call it when a checkpoint is complete."""
+        with self._writer.as_default():
+            for step, values in self._pending:
+                for tag, value in values.items():
+                    tf.summary.scalar(tag, value, step=step)
+        self._writer.flush()
+        self._pending = []
+
+    def on_train_end(self, logs=None):
+        self._writer.close()
+
+
+def _learning_rate(optimizer) -> float:
+    rate = optimizer.learning_rate
+    if callable(rate):  # a schedule of the step
+        rate = rate(optimizer.iterations)
+    return float(tf.convert_to_tensor(rate))
 
 
 # The settings shown in the HParams dashboard.

@@ -78,8 +78,8 @@ def train(
         checkpoint_steps: Optimizer steps between checkpoints.
         start: Where training starts: `ResumePoint.start()`, or a restored checkpoint's.
         verbose: Keras progress output (0 silent, 1 progress bar, 2 a line per epoch).
-        extra_callbacks: More Keras callbacks, run after the checkpoint and TensorBoard
-            ones (e.g. `summaries.ValidationSummaries`).
+        extra_callbacks: More Keras callbacks (`summaries`), run before the checkpoint
+            callback, so a point recorded at a step is flushed with that step's checkpoint.
 
     Returns:
         A `TrainResult`; its history holds every epoch, those before `start` included.
@@ -95,9 +95,9 @@ def train(
         )
         callbacks = [
             monitor,  # first, so the callbacks after it see its figures in the logs
+            *extra_callbacks,  # before the saver: what they hold by a step is saved with it
             saver,  # before TensorBoard: an epoch is logged only once it is saved
             tf_keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch"),
-            *extra_callbacks,
             _EpochLogger(),
         ]
         try:
