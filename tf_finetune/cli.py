@@ -134,7 +134,7 @@ def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> No
         click.echo(f"               takes token ids only: {result.raw_text_unsupported}")
     else:
         click.echo("               serving_default takes raw text")
-    click.echo(f"TensorBoard:   tensorboard --logdir {result.log_dir}")
+    click.echo(f"TensorBoard:   tf-finetune tensorboard {result.run_dir.parent}")
 
 
 @main.command()
