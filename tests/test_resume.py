@@ -70,12 +70,12 @@ def _cli(options, *extra, fault=None):
     )
 
 
-def _steps_in_tensorboard(run_path, tag="epoch_loss"):
-    """Returns the steps of every `tag` event in the run's train logs."""
+def _steps_in_tensorboard(run_path, tag="epoch_loss", split="train"):
+    """Returns the steps of every `tag` event in the run's `split` logs."""
     import tensorflow as tf
 
     steps = []
-    for path in sorted((run_path / "logs" / "train").glob("events.out.tfevents.*")):
+    for path in sorted((run_path / "logs" / split).glob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             steps += [event.step for value in event.summary.value if value.tag == tag]
     return steps
@@ -104,6 +104,7 @@ def test_kill_9_mid_epoch_then_resume_trains_the_same_steps(options, tmp_path):
     # Step 22's point died with the process (it is written with the next checkpoint);
     # the resumed run logged it again, once.
     assert _steps_in_tensorboard(run_path, "step_loss") == list(range(2, TOTAL_STEPS + 1, 2))
+    assert _steps_in_tensorboard(run_path, "eval_macro_f1", "validation") == [0, 1, 2, 3]
     assert not (run_path / "checkpoints").exists()  # removed once the export is done
     report = json.loads((run_path / "report.json").read_text())
 

@@ -66,6 +66,8 @@ def test_each_epoch_logs_scores_equal_to_scikit_learns_on_the_same_predictions(
     callback = summaries.ValidationSummaries(batches, labels, texts, LABELS, tmp_path)
     callback.set_model(model)
     callback.on_epoch_end(3)
+    assert not read_tensors(tmp_path / "validation")  # held back until the checkpoint
+    callback.flush()
     callback.on_train_end()
 
     padded = dict(tokenizer(texts, padding=True, return_tensors="np"))

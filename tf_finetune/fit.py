@@ -203,7 +203,14 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         step_summaries = summaries.StepSummaries(
             log_dir, config.log_steps, train_batches.steps, global_batch
         )
-        checkpointer.after_save.append(step_summaries.flush)
+        validation_summaries = summaries.ValidationSummaries(
+            validation,
+            tokens.splits["validation"]["labels"][:],
+            data.splits["validation"]["text"][:],
+            data.label_names,
+            log_dir,
+        )
+        checkpointer.after_save += [step_summaries.flush, validation_summaries.flush]
         trained = training.train(
             model,
             train_batches,
@@ -214,16 +221,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
             config.checkpoint_steps,
             start,
             verbose,
-            extra_callbacks=[
-                step_summaries,
-                summaries.ValidationSummaries(
-                    validation,
-                    tokens.splits["validation"]["labels"][:],
-                    data.splits["validation"]["text"][:],
-                    data.label_names,
-                    log_dir,
-                ),
-            ],
+            extra_callbacks=[step_summaries, validation_summaries],
         )
         history, stats = trained.history, trained.stats
         stats["resumed_from_step"] = start.global_step

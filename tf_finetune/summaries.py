@@ -165,6 +165,9 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
         texts: The split's texts, in split order.
         label_names: Label names by id.
         log_dir: The run's TensorBoard folder; summaries go to its `validation/`.
+
+    Like `StepSummaries`, it writes an epoch's summaries in `flush`, once the epoch's
+    checkpoint is saved, so a resumed run never logs an epoch twice.
     """
 
     def __init__(self, batches, y_true, texts, label_names, log_dir: Path):
@@ -174,12 +177,18 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
         self._texts = texts
         self._labels = list(label_names)
         self._writer = tf.summary.create_file_writer(str(Path(log_dir) / "validation"))
-        self.last_report: dict | None = None
+        self._pending = None
 
     def on_epoch_end(self, epoch, logs=None):
         probabilities = evaluation.predict_probabilities(self.model, self._batches)
         report = evaluation.build_report(self._y_true, probabilities, self._labels)
-        self.last_report = report
+        self._pending = (epoch, report, probabilities)
+
+    def flush(self) -> None:
+        """Writes the last epoch's summaries; call it when its checkpoint is complete."""
+        if self._pending is None:
+            return
+        epoch, report, probabilities = self._pending
         picture = io.BytesIO()
         plots.confusion_matrix_png(report["confusion_matrix"], self._labels, picture)
         with self._writer.as_default(step=epoch):
@@ -190,6 +199,7 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
             table = misclassified_table(self._texts, self._y_true, probabilities, self._labels)
             tf.summary.text("misclassified", table)
         self._writer.flush()
+        self._pending = None
 
     def on_train_end(self, logs=None):
         self._writer.close()
