@@ -49,7 +49,7 @@ def test_fit_end_to_end_prints_the_report_and_paths(fit_options, tmp_path):
     assert "Classification report (test split)" in result.output
     assert (run_dir / "report.txt").read_text() in result.output
     assert f"SavedModel:    {run_dir / '1'}" in result.output
-    assert f"tensorboard --logdir {run_dir / 'logs'}" in result.output
+    assert f"tf-finetune tensorboard {run_dir.parent}" in result.output
     stats = json.loads((run_dir / "training_stats.json").read_text())
     assert (
         f"Trained 4 epoch(s) in {stats['train_seconds']:.1f} s: "
