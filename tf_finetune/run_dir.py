@@ -74,7 +74,7 @@ class RunDirectory:
             (self.path / LOCK_NAME).unlink(missing_ok=True)
         self._lock_handle.close()
         self._lock_handle = None
-        if discard and self.created is not None and not self.scratch:
+        if discard and self.created is not None:
             shutil.rmtree(self.created, ignore_errors=True)
 
 
@@ -127,7 +127,7 @@ def scratch(path: Path, resume: bool = False) -> RunDirectory:
     _remove_stale_scratch()
     temporary = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
     handle = _lock(temporary)
-    return RunDirectory(temporary, temporary, resume, handle, source=path, scratch=True)
+    return RunDirectory(temporary, None, resume, handle, source=path, scratch=True)
 
 
 def _remove_stale_scratch() -> None:

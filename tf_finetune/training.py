@@ -12,7 +12,7 @@ import tensorflow as tf
 import tf_keras
 
 from tf_finetune import checkpointing, interruption, throughput
-from tf_finetune.errors import TrainingInterrupted, WorkerLost
+from tf_finetune.errors import TrainingInterrupted, WorkerLost, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -135,5 +135,5 @@ def _unhealthy_tasks(error: Exception) -> str:
     _, found, rest = message.partition("unhealthy")
     tasks = re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", rest) if found else []
     if not tasks:
-        return message.strip().splitlines()[0] if message.strip() else "no reason given"
+        return first_line(error)
     return ", ".join(f"{kind} {index}" for kind, index in tasks) + " stopped answering"
