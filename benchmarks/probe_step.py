@@ -39,7 +39,15 @@ def probe(variant: str, steps: int, data: Path) -> dict:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     import tf_keras
 
-    from tf_finetune import config, modeling, optimization, tf_data, throughput, tokenization
+    from tf_finetune import (
+        config,
+        losses,
+        modeling,
+        optimization,
+        tf_data,
+        throughput,
+        tokenization,
+    )
     from tf_finetune import data as data_stage
 
     settings = config.load_config(
@@ -71,7 +79,7 @@ def probe(variant: str, steps: int, data: Path) -> dict:
             optimizer=tf_keras.optimizers.Adam(5e-5)
             if variant == "keras_adam"
             else optimization.FusedAdam(5e-5),
-            loss=optimization.Float32LogitsLoss(from_logits=True),
+            loss=losses.ClassificationLoss(),
             metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             jit_compile=variant == "jit_compile",
             steps_per_execution=4 if variant == "steps_per_execution_4" else 1,

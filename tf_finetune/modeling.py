@@ -122,27 +122,66 @@ def build_model(model_path: str, model_config, allow_pickle: bool = False):
     return model
 
 
-def compile_model(model, learning_rate: float, jit_compile: bool = False) -> None:
+def compile_model(
+    model,
+    learning_rate,
+    jit_compile: bool = False,
+    *,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+    accumulation_steps: int = 1,
+    class_weights: list[float] | None = None,
+    label_smoothing: float = 0.0,
+    freeze_base: bool = False,
+) -> None:
     """Compiles with the tutorial's recipe: Adam, sparse categorical cross-entropy on logits.
 
     Adam is `optimization.FusedAdam` (the same update, applied by fused kernels), and
     its slots are created here so the train function is traced once. Under a mixed
     precision policy the loss is computed on float32 logits and Keras adds loss scaling.
-    `jit_compile` compiles the forward and backward pass of the train step with XLA
-    (`optimization.xla_train_step`). Call under the strategy scope the model was built in.
+    Call under the strategy scope the model was built in.
+
+    Args:
+        model: A transformers TF classifier.
+        learning_rate: A rate, or a schedule of the optimizer step (`schedules`).
+        jit_compile: Compile the forward and backward pass of the train step with XLA
+            (`optimization.xla_train_step`).
+        weight_decay: AdamW's decoupled weight decay; 0 is Adam.
+        clip_norm: Clip gradients to this global norm.
+        accumulation_steps: Batches averaged into one update (`AccumulationGroups`
+            must be among the callbacks when more than 1).
+        class_weights: A loss weight per class id (`losses.class_weights`).
+        label_smoothing: Label smoothing of the loss.
+        freeze_base: Train only the head (`freezing`); the optimizer's slots are still
+            created for every variable, so checkpoints have one shape.
     """
     import tf_keras
 
-    from tf_finetune import optimization
+    from tf_finetune import freezing, losses, optimization
 
+    variables = list(model.trainable_variables)
+    if freeze_base:
+        freezing.set_base_trainable(model, False)
     model.compile(
-        optimizer=optimization.FusedAdam(learning_rate=learning_rate),
-        loss=optimization.Float32LogitsLoss(from_logits=True),
+        optimizer=optimization.FusedAdam(
+            learning_rate,
+            weight_decay=weight_decay,
+            clip_norm=clip_norm,
+            accumulation_steps=accumulation_steps,
+        ),
+        loss=losses.ClassificationLoss(class_weights, label_smoothing),
         metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     if jit_compile:
-        model.train_step = optimization.xla_train_step(model)
-    optimization.create_slots(model.optimizer, model.trainable_variables)
+        use_xla_train_step(model)
+    optimization.create_slots(model.optimizer, variables)
+
+
+def use_xla_train_step(model) -> None:
+    """Sets the model's train step to `optimization.xla_train_step` of its variables now."""
+    from tf_finetune import optimization
+
+    model.train_step = optimization.xla_train_step(model)
 
 
 def _has_safe_weights(model_path: str) -> bool:
