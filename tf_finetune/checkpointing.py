@@ -98,6 +98,7 @@ class Checkpointer:
         self._checkpoint = tf.train.Checkpoint(
             model=model, optimizer=model.optimizer, progress=self._progress
         )
+        self._weights = tf.train.Checkpoint(model=model)
 
     def listed(self, directory: Path | None = None) -> list[str]:
         """Returns the names of the checkpoints kept in `directory`, oldest first."""
@@ -136,6 +137,45 @@ class Checkpointer:
         for hook in self.after_save:
             hook()
         return name
+
+    def save_weights(self, name: str) -> None:
+        """Writes the model's weights alone as checkpoint `name` (e.g. the best epoch's)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._weights.write(str(self.directory / name))
+        except (OSError, tf.errors.OpError) as error:
+            raise CheckpointError(
+                f"Cannot write {self.directory / name}: {first_line(error)}. Fix the cause "
+                "(disk space?) and run the same command with --resume."
+            ) from None
+
+    def restore_weights(self, name: str) -> None:
+        """Reads weights saved by `save_weights` into the model.
+
+        Raises:
+            CheckpointError: No readable checkpoint `name` in this run's folders.
+        """
+        for directory in dict.fromkeys([self.directory, self.restore_from]):
+            path = directory / name
+            if not path.with_name(name + ".index").is_file():
+                continue
+            try:
+                self._weights.read(str(path)).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError) as error:
+                raise CheckpointError(
+                    f"Cannot read {path}: {first_line(error)}. Start the run again with "
+                    "--overwrite."
+                ) from None
+            return
+        raise CheckpointError(
+            f"No checkpoint {name} in {self.directory}. Start the run again with --overwrite."
+        )
+
+    def remove_weights(self, keep: str) -> None:
+        """Deletes the weights-only checkpoints other than `keep`."""
+        for path in self.directory.glob("weights-*"):
+            if path.name.split(".")[0] != keep:
+                path.unlink(missing_ok=True)
 
     def restore(self) -> ResumePoint:
         """Restores the newest readable checkpoint into the model and optimizer.
