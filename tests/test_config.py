@@ -106,3 +106,45 @@ def test_every_shipped_config_is_valid():
     assert configs, "configs/ holds the seeds' experiments"
     for path in configs:
         load_config(path)
+
+
+def test_adamw_gets_its_default_weight_decay_and_adam_refuses_one():
+    assert load_config(overrides={"optimizer": "adamw"}).weight_decay == 0.01
+    assert load_config(overrides={"optimizer": "adamw", "weight_decay": 0}).weight_decay == 0
+    assert load_config().weight_decay is None
+    with pytest.raises(ConfigError, match="plain Adam has no decoupled weight decay"):
+        load_config(overrides={"weight_decay": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"unfreeze_after": 1}, "unfreeze_after needs freeze_base. Add --freeze-base."),
+        (
+            {"freeze_base": True, "unfreeze_after": 3, "epochs": 3},
+            r"unfreeze_after \(3\) must be less than epochs \(3\)",
+        ),
+        ({"label_smoothing": 1.0}, "'label_smoothing' .* must be at least 0 and less than 1"),
+        ({"weight_decay": -0.1, "optimizer": "adamw"}, "'weight_decay' .* must be 0 or more"),
+        ({"clip_norm": 0}, "'clip_norm' .* must be greater than 0"),
+        ({"gradient_accumulation_steps": 0}, "'gradient_accumulation_steps' .* at least 1"),
+        ({"monitor": "loss"}, "'monitor' .* must be one of val_loss, val_accuracy"),
+    ],
+)
+def test_training_controls_are_checked(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    assert not load_config().restore_best
+    assert load_config(overrides={"early_stopping_patience": 2}).restore_best
+
+
+def test_a_linear_schedule_fixes_the_number_of_epochs_on_resume():
+    from tf_finetune.config import differences
+
+    constant, linear = load_config(), load_config(overrides={"lr_schedule": "linear"})
+    assert differences(constant, load_config(overrides={"epochs": 5})) == []
+    changed = differences(linear, load_config(overrides={"lr_schedule": "linear", "epochs": 5}))
+    assert changed == ["epochs: 3 -> 5"]

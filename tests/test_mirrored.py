@@ -123,7 +123,21 @@ def test_two_replicas_train_the_same_weights_as_one_device(tiny_checkpoint, tmp_
          "mixed_precision": "mixed_float16", "jit_compile": True, "run_name": "mixed",
          "epochs": 4, "learning_rate": 3e-3},
     ]  # fmt: skip
-    two, one, mixed = run_script(FIT_SCRIPT, json.dumps(runs))
+    # AdamW, a schedule, clipping and accumulation, on two replicas and on one device.
+    controls = {
+        "epochs": 1,
+        "gradient_accumulation_steps": 2,
+        "optimizer": "adamw",
+        "clip_norm": 0.5,
+        "lr_schedule": "linear",
+        "warmup_steps": 2,
+    }
+    runs += [
+        {**base, **controls, "batch_size": 3, "strategy": "mirrored", "devices": "CPU:0,CPU:1",
+         "run_name": "two-replicas-accumulating"},
+        {**base, **controls, "batch_size": 6, "run_name": "one-device-accumulating"},
+    ]  # fmt: skip
+    two, one, mixed, two_accumulating, one_accumulating = run_script(FIT_SCRIPT, json.dumps(runs))
     assert one["optimizer_steps"] == two["optimizer_steps"] == 2 * 22  # global steps
     single = read_weights(tmp_path / "runs" / "one-device")
     mirrored = read_weights(tmp_path / "runs" / "two-replicas")
@@ -145,3 +159,9 @@ def test_two_replicas_train_the_same_weights_as_one_device(tiny_checkpoint, tmp_
         "mixed_precision: mixed_float16"
         in (tmp_path / "runs" / "mixed" / "fit_config.yaml").read_text()
     )
+    # Accumulating 2 global batches of 6: 22 batches, 11 updates, the same on both.
+    assert two_accumulating["optimizer_steps"] == one_accumulating["optimizer_steps"] == 11
+    single = read_weights(tmp_path / "runs" / "one-device-accumulating")
+    mirrored = read_weights(tmp_path / "runs" / "two-replicas-accumulating")
+    assert max(np.abs(single[k] - start[k]).max() for k in single) > 1e-3
+    assert max(np.abs(single[k] - mirrored[k]).max() for k in single) < 1e-4

