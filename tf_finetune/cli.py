@@ -138,6 +138,56 @@ def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> No
 
 
 @main.command()
+@click.argument("configs", nargs=-1, type=click.Path(dir_okay=False))
+@click.option(
+    "--models",
+    help="Comma-separated checkpoints (directories, Hub names or packaged:...), each "
+    "fine-tuned with --config's settings.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="YAML settings shared by the --models runs.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Reuse the comparison's finished runs and continue the others.",
+)
+@click.option("--overwrite", is_flag=True, help="Train every run again from scratch.")
+@_config_options
+@_reports_errors
+def compare(configs, models, config_file, resume, overwrite, **options) -> None:
+    """Fine-tune several checkpoints or configs on the same data and tabulate the results.
+
+    Give CONFIGS (one run each) or --models A,B,C. Other options apply to every run;
+    --output-dir and --run-name name the comparison folder [default:
+    saved_models/compare-<timestamp>]. Writes comparison.md, comparison.csv and
+    comparison.png: macro F1, accuracy, train samples/s, inference texts/s, parameter
+    count and wall time of each run.
+    """
+    import time
+    from pathlib import Path
+
+    from tf_finetune import compare as comparison
+
+    if configs and config_file:
+        raise click.UsageError("--config goes with --models; config files replace it.")
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else []
+    folder = Path(options.get("output_dir") or "saved_models") / (
+        options.get("run_name") or time.strftime("compare-%Y%m%d-%H%M%S")
+    )
+    entries = comparison.plan(list(configs), names, config_file, options, folder)
+    rows = comparison.compare(entries, folder, resume=resume, overwrite=overwrite)
+    click.echo("\n" + comparison.markdown_table(rows))
+    click.echo(f"Comparison: {folder} (comparison.md, comparison.csv, comparison.png)")
+    failed = [row["run"] for row in rows if row.get("error")]
+    if failed:
+        raise click.ClickException(f"{len(failed)} run(s) failed: {', '.join(failed)}.")
+
+
+@main.command()
 @click.argument("runs_dir", default="saved_models", type=click.Path(file_okay=False))
 @click.option("--port", default=6006, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
