@@ -34,6 +34,7 @@ def test_loading_keeps_the_pretrained_encoder(tiny_checkpoint):
 
 
 def test_compile_uses_the_tutorial_recipe(tiny_checkpoint):
+    import tensorflow as tf
     import tf_keras
 
     path = str(tiny_checkpoint)
@@ -43,8 +44,11 @@ def test_compile_uses_the_tutorial_recipe(tiny_checkpoint):
     assert model.optimizer.learning_rate.numpy() == pytest.approx(2e-5)
     # Moments exist before the first step, so the train function is traced once.
     assert len(model.optimizer.variables()) == 1 + 2 * len(model.trainable_variables)
-    assert isinstance(model.loss, tf_keras.losses.SparseCategoricalCrossentropy)
-    assert model.loss.get_config()["from_logits"] is True
+    # Without class weights or smoothing the loss is the tutorial's, on float32 logits.
+    logits, labels = tf.constant([[2.0, -1.0], [0.5, 0.25]]), tf.constant([1, 0])
+    tutorial = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    assert float(model.loss(labels, logits)) == pytest.approx(float(tutorial(labels, logits)))
+    assert model.loss.class_weights is None and model.loss.label_smoothing == 0
 
 
 def test_xla_train_step_takes_the_same_steps_as_keras_step(tiny_checkpoint):

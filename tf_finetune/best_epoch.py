@@ -140,4 +140,10 @@ class BestEpoch(tf_keras.callbacks.Callback):
 def restore(checkpointer: checkpointing.Checkpointer, chosen: Selection) -> None:
     """Loads the chosen epoch's weights into the model."""
     checkpointer.restore_weights(weights_name(chosen.epoch - 1))
-    logger.info("Restored the weights of epoch %d (%s).", chosen.epoch, chosen.describe())
+    logger.info(
+        "Restored the weights of epoch %d of %d, the best %s (%.4f).",
+        chosen.epoch,
+        chosen.trained,
+        chosen.monitor,
+        chosen.value,
+    )
