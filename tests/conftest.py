@@ -55,6 +55,7 @@ def write_csv(path, rows, header=("text", "label")):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A save_pretrained directory with a random 2-layer BERT and its fast tokenizer."""
+    import tf_keras
     from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
 
     directory = tmp_path_factory.mktemp("tiny-bert")
@@ -71,6 +72,9 @@ def tiny_checkpoint(tmp_path_factory):
         max_position_embeddings=64,
         num_labels=2,
     )
+    # A seeded initialisation: every session trains the same model. Unseeded, some
+    # draws sat on the easy task's plateau longer than a 3-epoch test allows.
+    tf_keras.utils.set_random_seed(0)
     model = TFBertForSequenceClassification(config)
     model(model.dummy_inputs)
     model.save_pretrained(directory)

@@ -72,11 +72,11 @@ def test_two_workers_train_resume_and_only_the_chief_writes(tiny_checkpoint, tmp
     options = tiny_fit_options(tiny_checkpoint, tmp_path)
     # 3 per replica x 2 workers: global batches of 6, so every split ends in a partial
     # batch (128 = 21 x 6 + 2 train rows, 32 = 5 x 6 + 2 test rows).
-    options.update(batch_size=3, epochs=3, strategy="multi_worker", checkpoint_steps=8)
+    options.update(batch_size=3, epochs=4, strategy="multi_worker", checkpoint_steps=8)
     # Mixed precision and XLA: the all-reduce stays outside the compiled step.
     options.update(mixed_precision="mixed_float16", jit_compile=True)
-    # The tiny task sits on a plateau for its first epochs; at 3e-3 it left it only in
-    # epoch 3 (seeded single-device runs), and one multi-worker run never did.
+    # In global batches of 6 the tiny task sits on a plateau for two epochs (at 3e-3 a
+    # run never left it in 3): a higher rate and a fourth epoch leave room.
     options.update(learning_rate=5e-3)
     config_file = tmp_path / "fit.yaml"
     config_file.write_text(yaml.safe_dump(options))
@@ -104,7 +104,7 @@ def test_two_workers_train_resume_and_only_the_chief_writes(tiny_checkpoint, tmp
     assert not (run / "checkpoints").exists()
     stats = json.loads((run / "training_stats.json").read_text())
     assert stats["resumed_from_step"] == 24
-    assert stats["optimizer_steps"] == 3 * 22  # global steps: ceil(128 / 6) per epoch
+    assert stats["optimizer_steps"] == 4 * 22  # global steps: ceil(128 / 6) per epoch
     resolved = yaml.safe_load((run / "fit_config.yaml").read_text())
     assert resolved["strategy"] == "multi_worker"
 
@@ -121,7 +121,7 @@ def test_two_workers_train_resume_and_only_the_chief_writes(tiny_checkpoint, tmp
     written = [[float(row["p_neg"]), float(row["p_pos"])] for row in rows]
     assert abs(outputs["scores"].numpy() - written).max() < 1e-4
     report = json.loads((run / "report.json").read_text())
-    assert report["accuracy"] >= 0.8
+    assert report["accuracy"] >= 0.8, chief_err[-3000:]
 
 
 def test_when_a_worker_dies_the_others_stop_with_a_one_line_error(tiny_checkpoint, tmp_path):
