@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -152,7 +151,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         if accumulation > 1
         else "",
     )
-    steps_per_epoch = math.ceil(len(tokens.splits["train"]) / global_batch)
+    steps_per_epoch = tf_data.batches_per_pass(len(tokens.splits["train"]), global_batch)
     updates = schedules.optimizer_steps(steps_per_epoch, config.epochs, accumulation)
     weights = losses.class_weights(
         config.class_weights, data.label_names, tokens.splits["train"]["labels"][:]

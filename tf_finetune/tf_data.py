@@ -162,6 +162,11 @@ def plan_batches(
     return batches
 
 
+def batches_per_pass(count: int, batch_size: int) -> int:
+    """Returns the batches of one pass over `count` examples; only the last is partial."""
+    return -(-count // batch_size)
+
+
 def padded_width(longest: int, multiple: int, cap: int) -> int:
     """Returns the padded length of a batch whose longest example has `longest` tokens."""
     rounded = -(-longest // multiple) * multiple
@@ -273,7 +278,7 @@ def collated_batches(
     from transformers import DefaultDataCollator
 
     count = len(split)
-    steps = -(-count // batch_size)
+    steps = batches_per_pass(count, batch_size)
     rng = np.random.default_rng(seed) if seed is not None else None
     passes = []
     for epoch in range(epochs):
