@@ -169,8 +169,42 @@ def test_hub_dataset_with_class_labels(monkeypatch):
     assert data.eval_split == "validation"
 
 
-def test_a_column_mixing_numbers_and_text_is_named(tmp_path):
+def test_json_numbers_are_read_as_written_and_other_kinds_are_not_mixed(tmp_path):
     path = tmp_path / "mixed.jsonl"
-    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "pos"}\n')
-    with pytest.raises(DataError, match=r"mixed\.jsonl: a column mixes numbers and text"):
+    rows = "".join(f'{{"text": {i}.50, "label": {"1" if i % 2 else 1}}}\n' for i in range(8))
+    path.write_text(rows + '{"text": "b", "label": "pos"}\n' * 4)
+    data = load_data(config_for(path, validation_split=0.3))
+    assert data.label_names == ["1", "pos"]  # the number 1 and the string "1" are one label
+    texts = data.splits["train"]["text"][:] + data.splits["validation"]["text"][:]
+    assert sorted(texts)[:2] == ["0.50", "1.50"]
+    path.write_text('{"text": "a", "label": true}\n{"text": "b", "label": "pos"}\n')
+    with pytest.raises(DataError, match=r"mixed\.jsonl: column 'label' mixes kinds of value"):
+        load_data(config_for(path))
+
+
+def test_csv_labels_that_look_alike_stay_apart_and_plain_integers_are_ids(tmp_path):
+    rows = [(text, "01" if label == "neg" else "1") for text, label in make_rows(40, seed=2)]
+    data = load_data(config_for(write_csv(tmp_path / "t.csv", rows)))
+    assert data.label_names == ["01", "1"]
+    rows = [("0001", "1"), ("1e3", "0")] * 20
+    data = load_data(config_for(write_csv(tmp_path / "ids.csv", rows), validation_split=0.5))
+    assert data.label_names == ["0", "1"]
+    train = data.splits["train"]
+    assert {(t, y) for t, y in zip(train["text"][:], train["labels"][:], strict=True)} == {
+        ("0001", 1),
+        ("1e3", 0),
+    }
+
+
+def test_a_missing_json_text_or_label_names_its_line(tmp_path):
+    path = tmp_path / "gaps.jsonl"
+    good = '{"text": "fine", "label": "pos"}\n{"text": "", "label": "neg"}\n'
+    path.write_text(good + '\n{"label": "pos"}\n')
+    with pytest.raises(DataError, match=r"gaps\.jsonl, line 4: no value in column 'text'"):
+        load_data(config_for(path))
+    path.write_text(good + '{"text": "x", "label": null}\n')
+    with pytest.raises(DataError, match=r"gaps\.jsonl, line 3: the label is missing"):
+        load_data(config_for(path))
+    path.write_text(good + '{"text": {"a": 1}, "label": "pos"}\n')
+    with pytest.raises(DataError, match=r"line 3: column 'text' holds an object, not text"):
         load_data(config_for(path))

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import datasets
+import pyarrow
 from sklearn.model_selection import train_test_split
 
 from tf_finetune import data_files, labels, packaged
@@ -97,11 +98,7 @@ def _load_raw(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None
             "validation": config.validation_file,
             "test": config.test_file,
         }
-        raw = {
-            name: _RawSplit(_file_dataset(path), str(path))
-            for name, path in files.items()
-            if path is not None
-        }
+        raw = {name: _file_split(path, config) for name, path in files.items() if path is not None}
         return raw, None
     if packaged.is_packaged(config.dataset):
         frames = packaged.load_dataset_splits(config.dataset, config.seed)
@@ -116,17 +113,53 @@ def _load_raw(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None
     return _load_hub(config)
 
 
-def _file_dataset(path: str) -> datasets.Dataset:
-    import pyarrow
-
+def _file_split(path: str, config: FitConfig) -> _RawSplit:
+    """Reads a data file's text and label columns, checking every cell with its row."""
     frame = data_files.read_table(path)
+    wanted = {config.text_column: "--text-column", config.label_column: "--label-column"}
+    if config.text_pair_column:
+        wanted[config.text_pair_column] = "--text-pair-column"
+    for column, option in wanted.items():
+        if column not in frame.columns:
+            raise DataError(_missing_column(path, column, frame.columns, option))
+    columns = {config.text_column: data_files.text_cells(frame, config.text_column, path)}
+    if config.text_pair_column:
+        columns[config.text_pair_column] = data_files.text_cells(
+            frame, config.text_pair_column, path
+        )
+    values = _label_cells(frame, config.label_column, path)
+    if data_files.file_format(Path(path)) in data_files.TEXT_FORMATS:
+        values = labels.parse_ids(values)
+    columns[config.label_column] = values
     try:
-        return datasets.Dataset.from_pandas(frame, preserve_index=False)
+        dataset = datasets.Dataset.from_dict(columns)
     except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as error:
         raise DataError(
-            f"{path}: a column mixes numbers and text ({first_line(error)}). "
-            "Make every value of a column the same kind, e.g. quote numbers as strings."
+            f"{path}: column {config.label_column!r} mixes kinds of value "
+            f"({first_line(error)}). Write every label the same way, e.g. all as strings."
         ) from None
+    return _RawSplit(dataset, str(path))
+
+
+def _label_cells(frame, column: str, source) -> list:
+    values = []
+    for label, value in frame[column].items():
+        missing = data_files.is_missing(value) or value == ""
+        if missing or isinstance(value, dict | list):
+            problem = "the label is missing" if missing else "the label is not a single value"
+            raise DataError(
+                f"{source}, {data_files.describe_row(frame, label)}: {problem} (column "
+                f"{column!r}). Fill it in or remove the row."
+            )
+        values.append(value)
+    return values
+
+
+def _missing_column(source, column: str, found, option: str) -> str:
+    return (
+        f"{source} has no column {column!r}. Columns found: {', '.join(map(str, found))}. "
+        f"Choose one with {option}."
+    )
 
 
 def _load_hub(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None]:
@@ -166,10 +199,7 @@ def _check_columns(raw: dict[str, _RawSplit], config: FitConfig) -> None:
         found = split.dataset.column_names
         for column, option in wanted.items():
             if column not in found:
-                raise DataError(
-                    f"{split.source} has no column {column!r}. Columns found: "
-                    f"{', '.join(map(str, found))}. Choose one with {option}."
-                )
+                raise DataError(_missing_column(split.source, column, found, option))
 
 
 def _canonical(split: _RawSplit, config: FitConfig, names: list[str], ids: bool):

@@ -1,13 +1,16 @@
 """Label names and label ids.
 
 Names come from a `ClassLabel` feature when the data has one. Otherwise string labels
-are sorted, and integer labels are taken as class ids 0..K-1 named "0".."K-1".
+are sorted, and integer labels are taken as class ids 0..K-1 named "0".."K-1". In a
+text file (CSV, TSV, JSON) labels are integers only when every one is written as a
+plain whole number ("0", "7", "-1"): "01" or "1.0" make the column's labels names.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Sequence
 
 from tf_finetune.errors import DataError
@@ -79,6 +82,19 @@ def encode_labels(values: Sequence, names: Sequence[str], source: str, integer_i
             "Fix them or add examples of them to training."
         )
     return [index[str(v)] for v in values]
+
+
+_PLAIN_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+def parse_ids(values: Sequence) -> list:
+    """Returns text labels as integers when every one is a plain whole number.
+
+    Otherwise returns them unchanged, so "01" and "1" stay two labels.
+    """
+    if values and all(isinstance(v, str) and _PLAIN_INTEGER.fullmatch(v) for v in values):
+        return [int(v) for v in values]
+    return list(values)
 
 
 def labels_are_ids(values: Sequence, class_names: Sequence[str] | None) -> bool:

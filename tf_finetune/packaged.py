@@ -59,7 +59,7 @@ def load_dataset_splits(reference: str, seed: int) -> dict[str, pd.DataFrame]:
 
     module, distribution, relative = _lookup(reference, _DATASETS, DataError, "dataset")
     path = _package_dir(module, distribution, DataError) / relative
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[])
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
     # Plot summaries carry no verdict; only critic quotes are labelled fresh or rotten.
     frame = frame[frame["category"].isin(["fresh", "rotten"])]
     frame = frame.rename(columns={"category": "label"})[["text", "label"]]
