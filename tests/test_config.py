@@ -148,3 +148,42 @@ def test_a_linear_schedule_fixes_the_number_of_epochs_on_resume():
     assert differences(constant, load_config(overrides={"epochs": 5})) == []
     changed = differences(linear, load_config(overrides={"lr_schedule": "linear", "epochs": 5}))
     assert changed == ["epochs: 3 -> 5"]
+
+
+def test_a_bad_value_is_blamed_on_where_it_came_from(tmp_path):
+    path = write(tmp_path / "c.yaml", "epochs: 2\n")
+    with pytest.raises(ConfigError, match=r"'batch_size' \(from the command line\) must be at"):
+        load_config(path, {"batch_size": 0})
+    bad = write(tmp_path / "bad.yaml", "epochs: 0\n")
+    with pytest.raises(ConfigError, match=rf"'epochs' \(from {bad}\) must be at least 1"):
+        load_config(bad, {"batch_size": 8})
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"text_column": "label"}, r"'text_column' and 'label_column' .*both name column 'label'"),
+        (
+            {"text_pair_column": "text"},
+            r"'text_column' and 'text_pair_column' .*both name column 'text'",
+        ),
+        ({"validation_file": "", "train_file": "t.csv"}, r"'validation_file' .* is empty"),
+        ({"text_column": " "}, r"'text_column' .* is empty"),
+    ],
+)
+def test_ambiguous_columns_and_empty_values_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_one_file_by_relative_and_absolute_path_is_no_difference(tmp_path, monkeypatch):
+    from tf_finetune.config import differences
+
+    (tmp_path / "train.csv").write_text("text,label\n", encoding="utf-8")
+    (tmp_path / "other.csv").write_text("text,label\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    relative = load_config(None, {"train_file": "train.csv"})
+    absolute = load_config(None, {"train_file": str(tmp_path / "train.csv")})
+    assert differences(relative, absolute) == []
+    other = load_config(None, {"train_file": "other.csv"})
+    assert differences(relative, other) == ["train_file: 'train.csv' -> 'other.csv'"]

@@ -254,12 +254,24 @@ def differences(stored: FitConfig, new: FitConfig) -> list[str]:
         f"{name}: {getattr(stored, name)!r} -> {getattr(new, name)!r}"
         for name in FIELDS
         if (name not in RESUMABLE_CHANGES or name in fixed)
-        and getattr(stored, name) != getattr(new, name)
+        and not _same_value(getattr(stored, name), getattr(new, name))
     ]
 
 
+def _same_value(before: Any, after: Any) -> bool:
+    """Equal values, or two spellings (relative, absolute, ~) of one existing path."""
+    if before == after:
+        return True
+    if not (isinstance(before, str) and isinstance(after, str)):
+        return False
+    first, second = Path(before).expanduser(), Path(after).expanduser()
+    return first.exists() and second.exists() and first.resolve() == second.resolve()
+
+
 def load_config(
-    config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    overrides_source: str = "the command line",
 ) -> FitConfig:
     """Resolves a configuration from defaults, an optional YAML file, then overrides.
 
@@ -267,23 +279,26 @@ def load_config(
         config_file: Path of a YAML mapping whose keys are `FitConfig` field names.
         overrides: Values that win over the file (the command-line flags that were given);
             a value of `None` means "not given" and is skipped.
+        overrides_source: Where the overrides come from, for error messages.
 
     Returns:
         The validated `FitConfig`.
 
     Raises:
         ConfigError: The file cannot be read or parsed, a key is unknown, or a value has
-            the wrong type or range.
+            the wrong type or range. The message names the key and where its value
+            came from.
     """
     values: dict[str, Any] = {}
-    source = "defaults"
+    sources: dict[str, str] = {}
     if config_file is not None:
         values.update(_read_yaml(Path(config_file)))
-        source = str(config_file)
+        sources = dict.fromkeys(values, str(config_file))
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
-    return _build(values, source)
+            sources[key] = overrides_source
+    return _build(values, sources)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -310,14 +325,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _build(values: dict[str, Any], source: str) -> FitConfig:
+def _build(values: dict[str, Any], sources: dict[str, str]) -> FitConfig:
     unknown = [key for key in values if key not in FIELDS]
     if unknown:
         raise ConfigError(
-            f"Unknown config key {unknown[0]!r} in {source}. Valid keys: {', '.join(FIELDS)}."
+            f"Unknown config key {unknown[0]!r} in {sources[unknown[0]]}. "
+            f"Valid keys: {', '.join(FIELDS)}."
         )
-    checked = {key: _check(key, value, source) for key, value in values.items()}
+    checked = {key: _check(key, value, sources[key]) for key, value in values.items()}
     config = FitConfig(**checked)
+    _check_columns(config, sources)
     if config.train_file is None and (config.validation_file or config.test_file):
         raise ConfigError(
             "validation_file and test_file need train_file. Pass --train-file as well."
@@ -330,6 +347,21 @@ def _build(values: dict[str, Any], source: str) -> FitConfig:
         config.dataset = PACKAGED_DATASET
     _check_training_controls(config)
     return config
+
+
+def _check_columns(config: FitConfig, sources: dict[str, str]) -> None:
+    """Refuses a column given two roles: a model trained on its own labels learns nothing."""
+    roles = [("text_column", config.text_column), ("label_column", config.label_column)]
+    if config.text_pair_column is not None:
+        roles.append(("text_pair_column", config.text_pair_column))
+    for i, (key, column) in enumerate(roles):
+        for other, other_column in roles[i + 1 :]:
+            if column == other_column:
+                where = sources.get(other) or sources.get(key) or "defaults"
+                raise ConfigError(
+                    f"Config keys {key!r} and {other!r} (from {where}) both name column "
+                    f"{column!r}. Give each role its own column."
+                )
 
 
 def _check_training_controls(config: FitConfig) -> None:
@@ -400,6 +432,8 @@ def _check(key: str, value: Any, source: str) -> Any:
         return value
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be a string. Received: {value!r}.")
+    if not value.strip():
+        raise ConfigError(f"{where} is empty. Give a value, or leave the key out.")
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(
             f"{where} must be one of {', '.join(meta['choices'])}. Received: {value!r}."
