@@ -15,6 +15,7 @@ os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 
 import csv
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,33 @@ def sentiment_files(tmp_path):
         name: write_csv(tmp_path / f"{name}.csv", make_rows(count, seed))
         for name, count, seed in [("train", 96, 1), ("validation", 24, 2), ("test", 24, 3)]
     }
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a 1 MiB tmpfs filled to the last byte: a real "No space left on device".
+
+    Mounting needs root (as on the project's machines and CI); elsewhere it is skipped.
+    """
+    import os
+
+    mount = tmp_path / "full"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        descriptor = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        size = 1 << 16
+        while size:
+            try:
+                os.write(descriptor, bytes(size))
+            except OSError:
+                size //= 2
+        os.close(descriptor)
+        assert os.statvfs(mount).f_bavail == 0
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)

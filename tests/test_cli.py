@@ -61,7 +61,19 @@ def test_fit_end_to_end_prints_the_report_and_paths(fit_options, tmp_path):
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--epochs", "0"], 3, "Error: Config key 'epochs' (from defaults) must be at least 1"),
+        (
+            ["--epochs", "0"],
+            3,
+            "Error: Config key 'epochs' (from the command line) must be at least 1",
+        ),
+        (["--train-file", "{tmp}/cut.csv.gz"], 4, "cut.csv.gz is truncated or corrupt"),
+        (["--train-file", "{tmp}"], 4, "is a folder, not a file. Give the path of a file"),
+        (
+            ["--train-file", "{tmp}/t.csv", "--validation-file", ""],
+            3,
+            "'validation_file' (from the command line) is empty",
+        ),
+        (["--text-column", "label"], 3, "'text_column' and 'label_column' (from the command"),
         (["--max-length", "lots"], 3, "'max_length'"),
         (["--train-file", "{tmp}/missing.csv"], 4, "missing.csv does not exist"),
         (["--model", "{tmp}/nowhere"], 5, "nowhere is not a directory"),
@@ -69,15 +81,60 @@ def test_fit_end_to_end_prints_the_report_and_paths(fit_options, tmp_path):
     ],
 )
 def test_errors_are_one_line_with_the_class_exit_code(tmp_path, args, code, message):
+    import gzip
+
     (tmp_path / "bad.yaml").write_text("epoch: 3\n", encoding="utf-8")
+    packed = gzip.compress(("text,label\n" + "some text,pos\n" * 2000).encode())
+    (tmp_path / "cut.csv.gz").write_bytes(packed[: len(packed) // 2])
     args = [a.format(tmp=tmp_path) for a in args]
     result = CliRunner().invoke(main, ["fit", *args, "--output-dir", str(tmp_path / "out")])
     assert result.exit_code == code, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ")
     assert message in lines[0]
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output and "Aborted" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_overwrite_with_bad_data_keeps_the_finished_run(fit_options, tmp_path):
+    run_dir = tmp_path / "runs" / "tiny"
+    (run_dir / "1" / "variables").mkdir(parents=True)
+    files = {
+        "report.json": b'{"accuracy": 0.91}\n',
+        "fit_config.yaml": b"epochs: 3\n",
+        "1/saved_model.pb": b"\x08\x01graph",
+        "1/variables/variables.index": b"index",
+    }
+    for name, content in files.items():
+        (run_dir / name).write_bytes(content)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\na fine film,pos\na dull film,\n", encoding="utf-8")
+    options = dict(fit_options, train_file=str(bad))
+    args = [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
+    result = CliRunner().invoke(main, ["fit", *args, "--overwrite"])
+    assert result.exit_code == 4, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: {bad}, data row 2: the label is missing (column 'label'). Fill it in or "
+        f"remove the row. {run_dir} was left as it was."
+    ]
+    kept = {str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert kept == files  # byte-identical, and no lock or staging left behind
+
+
+@pytest.mark.parametrize("target", ["a file", "a folder under a file", "a run name that is a file"])
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, target):
+    (tmp_path / "taken").write_text("mine", encoding="utf-8")
+    args = {
+        "a file": ["--output-dir", str(tmp_path / "taken")],
+        "a folder under a file": ["--output-dir", str(tmp_path / "taken" / "runs")],
+        "a run name that is a file": ["--output-dir", str(tmp_path), "--run-name", "taken"],
+    }[target]
+    result = CliRunner().invoke(main, ["fit", *args])
+    assert result.exit_code == 3, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: Cannot create run directory")
+    assert "--output-dir" in lines[0]
+    assert (tmp_path / "taken").read_text(encoding="utf-8") == "mine"
 
 
 def test_bad_column_fails_before_writing_anything(fit_options, tmp_path):
@@ -120,3 +177,15 @@ def test_console_script_and_module_entry_points():
     ):
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         assert done.stdout.strip() == "tf-finetune, version 0.1.0"
+
+
+def test_fit_onto_a_full_disk_is_one_line(fit_options, full_disk):
+    options = dict(fit_options, output_dir=str(full_disk / "runs"))
+    args = [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
+    result = CliRunner().invoke(main, ["fit", *args])
+    assert result.exit_code == 3, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: Cannot create run directory {full_disk / 'runs' / 'tiny'}: No space left on "
+        "device. Choose another --output-dir or --run-name."
+    ]
+    assert [p.name for p in full_disk.iterdir()] == ["filler"]

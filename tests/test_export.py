@@ -123,6 +123,16 @@ def test_a_failed_export_leaves_nothing(model, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_full_disk_is_an_export_error_and_leaves_no_staging(model, tokenizer, full_disk):
+    with pytest.raises(ExportError) as raised:
+        export.export_saved_model(model, ["neg", "pos"], ALL_INPUTS, full_disk, tokenizer, 16)
+    assert str(raised.value) == (
+        f"Cannot write the SavedModel to {full_disk}: No space left on device. Nothing was "
+        "exported; fix the cause (disk space?)."
+    )
+    assert [p.name for p in full_disk.iterdir()] == ["filler"]
+
+
 def test_models_without_segment_ids_ignore_them(model, tmp_path):
     """The token-id signature always takes all three inputs and passes on the model's own."""
     exported = export.export_saved_model(model, ["neg", "pos"], ["input_ids"], tmp_path)

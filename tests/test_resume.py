@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,7 @@ def _kept(options):
 def _crash_at(monkeypatch, options, place):
     """Runs fit in-process until the injected OSError at `place`."""
     monkeypatch.setenv("TF_FINETUNE_FAULT", place)
-    with pytest.raises((OSError, CheckpointError), match="injected"):
+    with pytest.raises((ExportError, CheckpointError), match="injected"):
         fit(load_config(overrides=options))
     monkeypatch.delenv("TF_FINETUNE_FAULT")
 
@@ -212,6 +213,21 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous(options, monkeypa
     assert resumed.stats["optimizer_steps"] == TOTAL_STEPS
 
 
+def test_a_failed_first_checkpoint_does_not_claim_an_earlier_one(options, monkeypatch):
+    monkeypatch.setenv("TF_FINETUNE_FAULT", "checkpoint:5")
+    with pytest.raises(CheckpointError) as raised:
+        fit(load_config(overrides=options))
+    monkeypatch.delenv("TF_FINETUNE_FAULT")
+    message = str(raised.value)
+    assert "intact" not in message and "--resume" not in message
+    assert message.endswith(
+        f"No checkpoint had been written; {_run_path(options)} holds the run's logs only. Run "
+        "the same command with --overwrite to start again."
+    )
+    with pytest.raises(ConfigError, match="stopped before its first one"):
+        fit(load_config(overrides=options), resume=True)
+
+
 def test_a_non_finite_loss_stops_and_saves_nothing_after_it(options):
     with pytest.raises(TrainingDiverged) as error:
         fit(load_config(overrides=dict(options, learning_rate=1e30)))
@@ -254,7 +270,7 @@ def test_overwrite_starts_the_run_again(options, monkeypatch):
 
 
 def test_resume_without_a_checkpoint_or_of_a_finished_run_is_refused(options, tmp_path):
-    with pytest.raises(ConfigError, match="has no checkpoint to resume from"):
+    with pytest.raises(ConfigError, match="does not exist: there is no run to resume"):
         fit(load_config(overrides=options), resume=True)
     assert not os.path.exists(options["output_dir"])  # nothing left behind
     fit(load_config(overrides=options))
@@ -288,3 +304,35 @@ def test_bad_input_leaves_the_output_folder_as_it_was(options, tmp_path):
     with pytest.raises(DataError, match="review"):
         fit(load_config(overrides=dict(options, text_column="review")))
     assert not os.path.exists(options["output_dir"])
+
+
+def test_sigterm_before_training_says_nothing_was_written(options, tmp_path):
+    stopped = _cli(options, fault="data=term")
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    assert (
+        stopped.stderr.strip().splitlines()[-1] == "Error: Stopped by SIGTERM. Nothing was written."
+    )
+    assert not os.path.exists(options["output_dir"])
+
+
+def test_stops_after_training_leave_no_staging_and_resume_finishes(options):
+    run_path = Path(_run_path(options))
+    killed = _cli(options, fault="export=kill")  # SIGKILL inside the export
+    assert killed.returncode == -9
+    assert [p.name for p in run_path.glob(".tmp-1-*")]  # the killed export's staging
+    assert (run_path / "report.json").is_file() and not (run_path / "1").exists()
+
+    stopped = _cli(options, "--resume", fault="report=term")
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    assert stopped.stderr.strip().splitlines()[-1] == (
+        f"Error: Stopped by SIGTERM. The run's checkpoints in {run_path} are kept: run the "
+        "same command with --resume to continue."
+    )
+    # The new run owned the directory: the killed export's staging is gone, and the
+    # stopped report step left none of its own.
+    assert not [p.name for p in run_path.iterdir() if p.name.startswith((".tmp", ".lock"))]
+
+    resumed = fit(load_config(overrides=options), resume=True)
+    assert resumed.stats["optimizer_steps"] == TOTAL_STEPS
+    assert sorted(p.name for p in run_path.iterdir() if p.name.startswith(".")) == []
+    assert (run_path / "1" / "saved_model.pb").is_file()

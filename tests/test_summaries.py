@@ -87,3 +87,20 @@ def test_each_epoch_logs_scores_equal_to_scikit_learns_on_the_same_predictions(
     mistakes = int((predicted != np.array(labels)).sum())
     expected = f"{mistakes} of 20 misclassified" if mistakes else "No misclassified examples."
     assert table.startswith(expected)
+
+
+def test_a_full_disk_is_an_export_error_naming_the_log_folder(full_disk):
+    from tf_finetune.config import load_config
+    from tf_finetune.errors import ExportError
+
+    config = load_config(None, {"run_name": "full"})
+    message = (
+        f"Cannot write TensorBoard logs to {full_disk / 'logs'}: No space left on device. "
+        "Fix the cause (disk space?)."
+    )
+    with pytest.raises(ExportError) as raised:
+        summaries.write_hparams(full_disk / "logs", config, 8)
+    assert str(raised.value) == message
+    with pytest.raises(ExportError) as raised:
+        summaries.file_writer(full_disk / "logs")
+    assert str(raised.value) == message

@@ -24,11 +24,23 @@ FAULT_VARIABLE = "TF_FINETUNE_FAULT"
 
 def write_text(path: Path, text: str) -> None:
     """Writes `text` to `path` through a temporary file and a rename."""
+    with replaced_file(path) as handle:
+        handle.write(text)
+
+
+@contextlib.contextmanager
+def replaced_file(path: Path):
+    """Yields a text handle whose contents replace `path` when the block succeeds.
+
+    The text goes to a temporary file beside `path`, renamed over it at the end; on
+    error (or SIGTERM turned into an exception) the temporary file is removed and an
+    existing `path` is untouched.
+    """
     path = Path(path)
     temporary = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
     try:
         with temporary.open("w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+            yield handle
             fault_point(f"write:{path.name}")
             handle.flush()
             os.fsync(handle.fileno())
@@ -87,7 +99,7 @@ def fault_point(place: str) -> None:
     The variable holds `<place>` to raise a "No space left on device" `OSError`, or
     `<place>=kill` / `<place>=term` to send this process SIGKILL / SIGTERM. Places are
     `write:<file name>`, `rename:<directory name>`, `rename:files`, `checkpoint:<step>`,
-    `export` and `step:<n>`.
+    `data` (data loaded, before training), `step:<n>`, `report` and `export`.
     """
     wanted = os.environ.get(FAULT_VARIABLE)
     if not wanted:

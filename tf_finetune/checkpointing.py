@@ -29,11 +29,12 @@ import tf_keras
 
 from tf_finetune import atomic
 from tf_finetune.errors import CheckpointError, TrainingDiverged, TrainingInterrupted, first_line
+from tf_finetune.run_dir import CHECKPOINT_INDEX
 
 logger = logging.getLogger(__name__)
 
 KEEP = 2
-INDEX_NAME = "checkpoints.json"
+INDEX_NAME = CHECKPOINT_INDEX
 
 
 @dataclasses.dataclass
@@ -128,8 +129,7 @@ class Checkpointer:
         except (OSError, tf.errors.OpError) as error:
             raise CheckpointError(
                 f"Cannot write checkpoint {self.directory / name}: {first_line(error)}. "
-                "The previous checkpoint is intact: fix the cause (disk space?) and run the "
-                "same command with --resume."
+                "Fix the cause (disk space?)."
             ) from None
         for old in kept[:-KEEP]:
             for path in self.directory.glob(f"{old}.*"):

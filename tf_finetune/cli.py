@@ -8,13 +8,16 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
+from contextlib import nullcontext
 
 import click
 
 from tf_finetune import __version__
 from tf_finetune.config import FIELDS, field_kind, load_config
-from tf_finetune.errors import TfFinetuneError
+from tf_finetune.errors import ExportError, Stopped, TfFinetuneError, short_reason
 
 
 class _FailedCommand(click.ClickException):
@@ -86,6 +89,37 @@ def main(debug: bool, quiet: bool) -> None:
     if not debug:
         # transformers' advice on unused and new weights restates what a fine-tune is.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    _stop_on_signals(click.get_current_context())
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _stop_on_signals(context: click.Context) -> None:
+    """Turns SIGTERM and Ctrl-C into a `Stopped` error for the rest of the command.
+
+    The error unwinds through the library's cleanup (staged files, run locks), and the
+    command then says what was kept, with exit code 128 + the signal number. Training
+    installs its own handlers for a clean stop after the current step. A second signal
+    acts at once. The previous handlers come back when the command ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = {number: signal.getsignal(number) for number in _STOP_SIGNALS}
+
+    def stop(number, frame):
+        signal.signal(number, previous[number])
+        name = signal.Signals(number).name
+        raise Stopped(f"Stopped by {name}", 128 + number)
+
+    for number in _STOP_SIGNALS:
+        signal.signal(number, stop)
+
+    def restore():
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    context.call_on_close(restore)
 
 
 @main.command()
@@ -203,7 +237,10 @@ def tensorboard(runs_dir: str, port: int, host: str) -> None:
 
     board = server(runs_dir, port, host)
     click.echo(f"TensorBoard on http://{host}:{port}/ over {runs_dir}; Ctrl-C stops it.")
-    board.main()
+    try:
+        board.main()
+    except Stopped:  # the way to stop a server: not an error
+        click.echo("TensorBoard stopped.")
 
 
 def _model_dir_argument(command):
@@ -234,18 +271,26 @@ def _column_options(command):
 @click.option(
     "--input",
     "input_file",
-    type=click.Path(dir_okay=False),
-    help="A .csv, .tsv, .jsonl or .txt (one text per line) file of texts.",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="A .csv, .tsv, .jsonl or .txt (one text per line) file of texts; - reads standard input.",
+)
+@click.option(
+    "--input-format",
+    type=click.Choice(["csv", "tsv", "jsonl", "txt"]),
+    help="The input's format [default: from its name; txt for standard input].",
 )
 @_column_options
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
-    help="Write predictions to this .csv or .jsonl file instead of standard output.",
+    type=click.Path(dir_okay=False),
+    help="Write predictions to this .csv or .jsonl file instead of standard output. It is "
+    "replaced only when every prediction is written.",
 )
 @_batch_size_option
 @_reports_errors
-def predict(model_dir, texts, input_file, text_column, text_pair_column, output, batch_size):
+def predict(
+    model_dir, texts, input_file, input_format, text_column, text_pair_column, output, batch_size
+):
     """Classify texts with an exported model (MODEL_DIR: a run or SavedModel folder).
 
     Writes the label and the probability of every class per text. Needs only the
@@ -253,35 +298,58 @@ def predict(model_dir, texts, input_file, text_column, text_pair_column, output,
     """
     from pathlib import Path
 
-    from tf_finetune import serving
+    from tf_finetune import atomic, serving
 
     if bool(texts) == bool(input_file):
         raise click.UsageError("Give either --text (one or more) or --input.")
     suffix = Path(output).suffix.lower() if output else ".csv"
     if suffix not in serving.OUTPUT_FORMATS:
         raise click.UsageError("--output must end in .csv or .jsonl.")
+    if output and not Path(output).parent.is_dir():
+        raise click.UsageError(
+            f"--output's folder {Path(output).parent} does not exist. Create it first."
+        )
     model = serving.ExportedModel(model_dir)
     if texts:
         import pandas as pd
 
         batches = iter([pd.DataFrame({text_column: list(texts)})])
-        total = len(texts)
+        total, source = len(texts), "--text"
     else:
         batches = serving.iter_batches(
-            input_file, text_column, text_pair_column, batch_size=batch_size
+            input_file,
+            text_column,
+            text_pair_column,
+            batch_size=batch_size,
+            input_format=input_format,
         )
         total = serving.estimate_rows(input_file)
-    handle = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+        source = "standard input" if input_file == serving.STDIN else input_file
     try:
-        with click.progressbar(
-            length=total or 0, label="Predicting", file=sys.stderr, show_pos=True
-        ) as bar:
+        with (
+            atomic.replaced_file(Path(output)) if output else nullcontext(sys.stdout) as handle,
+            click.progressbar(
+                length=total or 0, label="Predicting", file=sys.stderr, show_pos=True
+            ) as bar,
+        ):
             count = serving.predict_file(
-                model, batches, handle, suffix, text_column, text_pair_column, on_batch=bar.update
+                model,
+                batches,
+                handle,
+                suffix,
+                text_column,
+                text_pair_column,
+                on_batch=bar.update,
+                source=source,
             )
-    finally:
+    except OSError as error:
+        raise ExportError(
+            f"Cannot write {output}: {short_reason(error)}. {output} was left as it was."
+        ) from None
+    except TfFinetuneError as error:
         if output:
-            handle.close()
+            error.args = (f"{error}".rstrip(".") + f". {output} was left as it was.",)
+        raise
     if output:
         click.echo(f"Wrote {count} predictions to {output}.", err=True)
 
@@ -318,6 +386,10 @@ def report(
 
     from tf_finetune import serving
 
+    if label_column in (text_column, text_pair_column):
+        raise click.UsageError(
+            f"--label-column {label_column!r} is also the text column. Give each its own."
+        )
     model = serving.ExportedModel(model_dir)
     batches = serving.iter_batches(
         data_file, text_column, text_pair_column, label_column, batch_size

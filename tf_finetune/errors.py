@@ -4,6 +4,8 @@ The library raises these and never exits; the CLI turns them into one line on st
 and the exit code of the class. Messages say what is wrong, where, and how to fix it.
 """
 
+import re
+
 
 class TfFinetuneError(Exception):
     """Base class of every error tf_finetune raises on purpose."""
@@ -59,8 +61,8 @@ class WorkerLost(TfFinetuneError):
     exit_code = 10
 
 
-class TrainingInterrupted(TfFinetuneError):
-    """SIGTERM or Ctrl-C stopped training after a checkpoint was saved.
+class Stopped(TfFinetuneError):
+    """SIGTERM or Ctrl-C stopped a command.
 
     The exit code is the shell's for the signal: 130 for SIGINT, 143 for SIGTERM.
     """
@@ -70,7 +72,24 @@ class TrainingInterrupted(TfFinetuneError):
         self.exit_code = exit_code
 
 
+class TrainingInterrupted(Stopped):
+    """SIGTERM or Ctrl-C stopped training after a checkpoint was saved."""
+
+
 def first_line(error: BaseException) -> str:
     """Returns the first line of an exception's message, for one-line error messages."""
     lines = str(error).strip().splitlines()
     return lines[0].rstrip(".") if lines else type(error).__name__
+
+
+def short_reason(error: BaseException) -> str:
+    """Returns why a write or read failed, in a few words ("No space left on device").
+
+    An `OSError` gives its `strerror`. A TensorFlow `OpError` gives its first line
+    without the op's wrapper names, and after the file name that precedes a "; ".
+    """
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", first_line(error))
+    text = re.sub(r"\s*\[Op:[^\]]*\]$", "", text)
+    return text.rsplit("; ", 1)[-1]

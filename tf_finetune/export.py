@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_finetune import atomic, graph_tokenizer, tokenizer_tables
-from tf_finetune.errors import ExportError
+from tf_finetune.errors import ExportError, short_reason
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,14 @@ def export_saved_model(
         final = model_dir / str(version)
         atomic.fault_point("export")
         staging.rename(final)
-    except Exception:
+    except (OSError, tf.errors.OpError) as error:
+        # TensorFlow's file system reports a full disk as ResourceExhaustedError.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(
+            f"Cannot write the SavedModel to {model_dir}: {short_reason(error)}. "
+            "Nothing was exported; fix the cause (disk space?)."
+        ) from None
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     logger.info("Exported SavedModel version %d to %s.", version, final)

@@ -15,7 +15,15 @@ from pathlib import Path
 from tf_finetune import atomic, run_dir
 from tf_finetune import data as data_stage
 from tf_finetune.config import FitConfig, differences, load_config
-from tf_finetune.errors import ConfigError, ExportError
+from tf_finetune.errors import (
+    ConfigError,
+    ExportError,
+    TfFinetuneError,
+    TrainingInterrupted,
+    WorkerLost,
+    first_line,
+    short_reason,
+)
 
 CONFIG_NAME = "fit_config.yaml"
 STATS_NAME = "training_stats.json"
@@ -24,6 +32,9 @@ CONFUSION_PNG = "confusion_matrix.png"
 CURVES_PNG = "training_curves.png"
 
 logger = logging.getLogger(__name__)
+
+# Errors whose own message says what was saved and how to go on.
+_SAYS_WHAT_WAS_KEPT = (TrainingInterrupted, WorkerLost)
 
 
 @dataclasses.dataclass
@@ -93,10 +104,20 @@ def fit(
         run = run_dir.scratch(path, resume=resume)
     try:
         result = _run(config, run, strategy, verbose)
-    except BaseException:
+    except OSError as error:
+        note = run.abandon()
+        raise ExportError(
+            f"Cannot write to {run.path}: {short_reason(error)}. {note}".rstrip()
+        ) from None
+    except TfFinetuneError as error:
         # A run that stopped before training (bad data, a missing model) leaves the
-        # output folder as it found it; one that trained keeps its checkpoints.
-        run.release(discard=not run.training_started)
+        # run directory as it found it; one that trained keeps its checkpoints.
+        note = run.abandon()
+        if note and not isinstance(error, _SAYS_WHAT_WAS_KEPT):
+            error.args = (f"{first_line(error)}. {note}",)
+        raise
+    except BaseException:
+        run.abandon()
         raise
     run.release()
     return result
@@ -130,6 +151,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         tf.config.experimental.enable_op_determinism()
     model_path = modeling.resolve_model_path(config.model, config.allow_pickle_weights)
     data = data_stage.load_data(config)
+    atomic.fault_point("data")
     model_config = modeling.load_model_config(model_path, data.label_names)
     tokenizer = tokenization.load_tokenizer(model_path)
     tokens = tokenization.tokenize(
@@ -225,7 +247,10 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         run.path / run_dir.CHECKPOINT_DIR, model, restore_from=run.source / run_dir.CHECKPOINT_DIR
     )
     start = checkpointer.restore() if run.resuming else checkpointing.ResumePoint.start()
-    run.training_started = True
+    # Every check that can fail before training has passed: only now may an
+    # --overwrite move the previous run aside, and only a checkpoint deletes it.
+    run.begin_training()
+    checkpointer.after_save.append(run.commit)
     atomic.write_text(run.path / CONFIG_NAME, resolved.to_yaml())
     atomic.write_text(run.path / FINGERPRINT_NAME, json.dumps(fingerprint) + "\n")
     log_dir = run.path / "logs"
@@ -313,10 +338,12 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
             max_length=tokens.max_length,
             text_pair=data.has_text_pair,
         )
-    except OSError as error:
+    except (OSError, tf.errors.OpError) as error:
+        # tf.errors.OpError: TensorFlow's file system reports a full disk as
+        # ResourceExhaustedError, a read-only one as PermissionDeniedError, ...
         raise ExportError(
-            f"Cannot write the run's artefacts to {run.path}: {error}. Nothing written "
-            "before was changed; fix the cause and run the same command with --resume."
+            f"Cannot write the run's artefacts to {run.path}: {short_reason(error)}. "
+            "Nothing written before was changed; fix the cause (disk space?)."
         ) from None
     # The export is complete: the training checkpoints are no longer needed.
     shutil.rmtree(run.path / run_dir.CHECKPOINT_DIR, ignore_errors=True)
@@ -380,6 +407,7 @@ def _write_checkpoint_and_report(
     from tf_finetune import evaluation, plots
 
     with atomic.staged_files(run_path) as staging:
+        atomic.fault_point("report")
         plots.confusion_matrix_png(
             report["confusion_matrix"], data.label_names, staging / CONFUSION_PNG
         )

@@ -1,10 +1,13 @@
 """Claiming a run directory: never reusing one by accident, never sharing one.
 
 A run directory that exists and is not empty is used only with `resume=True`
-(continue the run from its last checkpoint) or `overwrite=True` (delete it and start
-again). A lock file (`.lock`, holding the owner's PID) keeps a second `fit` out while
-the first runs; the lock is an `fcntl` lock, so the kernel releases it when its owner
-dies, even by SIGKILL, and a stale lock file is simply taken over.
+(continue the run from its last checkpoint) or `overwrite=True` (replace its run). An
+overwrite changes nothing until the new run has passed every check before training;
+the old run is then moved aside, put back if the new one fails before its first
+checkpoint, and deleted once it has one. A lock file (`.lock`, holding the owner's
+PID) keeps a second `fit` out while the first runs; the lock is an `fcntl` lock, so
+the kernel releases it when its owner dies, even by SIGKILL, and a stale lock file is
+simply taken over.
 
 In a multi-worker run only the chief claims the run directory. Every other worker
 runs the same steps (saving involves all of them) into a `scratch` directory of its
@@ -15,16 +18,23 @@ killed), and reads the chief's checkpoints when resuming.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
-from tf_finetune.errors import ConfigError
+from tf_finetune.errors import ConfigError, short_reason
 
 LOCK_NAME = ".lock"
 CHECKPOINT_DIR = "checkpoints"
+# The checkpoint list, written once a checkpoint is complete (see checkpointing).
+CHECKPOINT_INDEX = "checkpoints.json"
 SCRATCH_PREFIX = "tf-finetune-worker-"
+RETIRED_PREFIX = ".replaced-"
+
+logger = logging.getLogger(__name__)
 
 
 class RunDirectory:
@@ -39,8 +49,8 @@ class RunDirectory:
             `path` itself, or for a scratch directory the chief's run directory.
         scratch: Whether `path` is a non-chief worker's temporary directory, removed
             on release whatever happened.
-        training_started: Set by the caller once training starts; from then on a
-            failure keeps the directory (its checkpoints and logs).
+        previous: The entries of the run that `overwrite` replaces. They stay in place
+            until `begin_training`, and are deleted only by `commit`.
     """
 
     def __init__(
@@ -51,21 +61,80 @@ class RunDirectory:
         lock_handle,
         source: Path | None = None,
         scratch: bool = False,
+        previous: list[Path] | None = None,
     ):
         self.path = path
         self.created = created
         self.resuming = resuming
         self.source = source or path
         self.scratch = scratch
-        self.training_started = False
+        self.previous = list(previous or [])
         self._lock_handle = lock_handle
+        self._retired: Path | None = None
+        self._started = False
 
-    def release(self, discard: bool = False) -> None:
-        """Releases the lock; with `discard`, removes what this process created.
+    def begin_training(self) -> None:
+        """Marks that every check before training passed and training starts.
 
-        Discarding is for runs that stopped before training started (bad data, a
-        missing model): the output folder is left as it was found.
+        With `overwrite`, the previous run is moved aside into a hidden folder of the
+        run directory, from where `abandon` puts it back until `commit` deletes it.
         """
+        if self.previous:
+            retired = self.path / f"{RETIRED_PREFIX}{uuid.uuid4().hex[:8]}"
+            retired.mkdir()
+            for entry in self.previous:
+                entry.rename(retired / entry.name)
+            self._retired = retired
+            self.previous = []
+        self._started = True
+
+    def commit(self) -> None:
+        """Deletes the replaced run, once the new one has a checkpoint to resume from."""
+        if self._retired is not None:
+            shutil.rmtree(self._retired, ignore_errors=True)
+            self._retired = None
+
+    def release(self) -> None:
+        """Releases the lock of a run that finished; a replaced run is deleted."""
+        self.commit()
+        self._unlock()
+
+    def abandon(self) -> str:
+        """Releases the lock of a run that failed; returns a sentence on what was kept.
+
+        Before training nothing is changed: what this process created is removed and an
+        existing directory is left as it was. After training started, a replaced run
+        that the new one did not get past its first checkpoint is put back; otherwise
+        the new run's checkpoints and logs are kept.
+        """
+        if self._lock_handle is None:
+            return ""
+        if self.scratch:
+            note = ""
+        elif not self._started:
+            if self.created is not None:
+                shutil.rmtree(self.created, ignore_errors=True)
+                note = "Nothing was written."
+            else:
+                note = f"{self.path} was left as it was."
+        elif self._retired is not None:
+            _restore(self.path, self._retired)
+            self._retired = None
+            note = f"The previous run in {self.path} was kept as it was."
+        elif (self.path / CHECKPOINT_DIR / CHECKPOINT_INDEX).is_file():
+            note = (
+                f"The run's checkpoints in {self.path} are kept: run the same command with "
+                "--resume to continue."
+            )
+        else:
+            note = (
+                f"No checkpoint had been written; {self.path} holds the run's logs only. Run "
+                "the same command with --overwrite to start again."
+            )
+        self._unlock()
+        return note
+
+    def _unlock(self) -> None:
         if self._lock_handle is None:
             return
         if self.scratch:
@@ -74,42 +143,89 @@ class RunDirectory:
             (self.path / LOCK_NAME).unlink(missing_ok=True)
         self._lock_handle.close()
         self._lock_handle = None
-        if discard and self.created is not None:
-            shutil.rmtree(self.created, ignore_errors=True)
 
 
 def claim(path: Path, resume: bool = False, overwrite: bool = False) -> RunDirectory:
     """Creates or opens the run directory and takes its lock.
 
+    Leftovers of an earlier process that was killed in this directory are dealt with
+    first: staging folders and files are removed, and a run that an `overwrite` was
+    replacing when it died is put back.
+
     Raises:
-        ConfigError: The directory holds files and neither `resume` nor `overwrite`
-            was given, `resume` was given for a run that is missing or finished, or
-            another process holds the lock.
+        ConfigError: The directory cannot be created, holds files and neither `resume`
+            nor `overwrite` was given, `resume` was given for a run that is missing or
+            finished, or another process holds the lock.
     """
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other. Choose one.")
     created = _outermost_missing(path)
-    path.mkdir(parents=True, exist_ok=True)
-    handle = _lock(path)
     try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = _lock(path)
+    except OSError as error:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise ConfigError(
+            f"Cannot create run directory {path}: {short_reason(error)}. Choose another "
+            "--output-dir or --run-name."
+        ) from None
+    try:
+        _recover(path)
         contents = [p for p in path.iterdir() if p.name != LOCK_NAME]
-        if overwrite:
-            for entry in contents:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-            contents = []
         if resume:
-            _require_checkpoints(path)
-        elif contents:
+            _require_checkpoints(path, existed=created is None)
+        elif contents and not overwrite:
             raise ConfigError(
                 f"Run directory {path} already exists and is not empty. Pass --resume to "
                 "continue its run, --overwrite to replace it, or choose another --run-name."
             )
     except BaseException:
+        (path / LOCK_NAME).unlink(missing_ok=True)
         handle.close()
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
-    return RunDirectory(path, created, resume, handle)
+    return RunDirectory(path, created, resume, handle, previous=contents if overwrite else [])
+
+
+def _recover(path: Path) -> None:
+    """Cleans up after a process that was killed while it held this directory.
+
+    Staging entries (`.tmp-*`, `.old-*`) are half-written artefacts: removed. A
+    `.replaced-*` folder holds a run that `--overwrite` was replacing: deleted when
+    the new run had reached its first checkpoint, else put back.
+    """
+    for folder in (path, path / CHECKPOINT_DIR):
+        for entry in folder.glob(".tmp-*") if folder.is_dir() else []:
+            _remove(entry)
+        for entry in folder.glob(".old-*") if folder.is_dir() else []:
+            _remove(entry)
+    for retired in path.glob(RETIRED_PREFIX + "*"):
+        if (path / CHECKPOINT_DIR / CHECKPOINT_INDEX).is_file():
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            logger.warning(
+                "Putting back the run in %s that an interrupted --overwrite replaced.", path
+            )
+            _restore(path, retired)
+
+
+def _restore(path: Path, retired: Path) -> None:
+    """Replaces the run directory's contents with the retired run's."""
+    for entry in path.iterdir():
+        if entry.name != LOCK_NAME and entry != retired:
+            _remove(entry)
+    for entry in retired.iterdir():
+        entry.rename(path / entry.name)
+    retired.rmdir()
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 def scratch(path: Path, resume: bool = False) -> RunDirectory:
@@ -146,17 +262,22 @@ def _remove_stale_scratch() -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _require_checkpoints(path: Path) -> None:
-    if not (path / CHECKPOINT_DIR).is_dir():
-        finished = (path / "fit_config.yaml").is_file()
-        raise ConfigError(
-            f"Run directory {path} "
-            + (
-                "holds a finished run. Choose another --run-name for a new one."
-                if finished
-                else "has no checkpoint to resume from. Use --overwrite to start it again."
-            )
+def _require_checkpoints(path: Path, existed: bool = True) -> None:
+    if (path / CHECKPOINT_DIR / CHECKPOINT_INDEX).is_file():
+        return
+    if not existed or not path.is_dir():
+        state = "does not exist: there is no run to resume. Leave out --resume to start it."
+    elif any((p / "saved_model.pb").is_file() for p in path.iterdir() if p.name.isdigit()):
+        state = (
+            "holds a finished run: there is nothing to resume. Choose another --run-name for "
+            "a new run, or pass --overwrite instead of --resume to replace it."
         )
+    else:
+        state = (
+            "has no checkpoint to resume from (the run stopped before its first one). Pass "
+            "--overwrite instead of --resume to start it again."
+        )
+    raise ConfigError(f"Run directory {path} {state}")
 
 
 def _outermost_missing(path: Path) -> Path | None:
@@ -181,8 +302,13 @@ def _lock(path: Path):
             f"Run directory {path} is in use by another tf-finetune process (PID {owner}). "
             "Wait for it to finish, or choose another --run-name."
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+    except OSError:
+        (path / LOCK_NAME).unlink(missing_ok=True)  # ours: we hold its lock
+        handle.close()
+        raise
     return handle

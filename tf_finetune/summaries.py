@@ -21,6 +21,7 @@ different models or learning rates compare side by side.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ import tensorflow as tf
 import tf_keras
 
 from tf_finetune import evaluation, plots
+from tf_finetune.errors import ExportError, short_reason
 
 # Mistakes shown per epoch: enough to see a pattern, few enough to read.
 MISCLASSIFIED_SHOWN = 10
@@ -81,7 +83,7 @@ class StepSummaries(tf_keras.callbacks.Callback):
 
     def __init__(self, log_dir: Path, every_steps: int, steps_per_epoch: int, batch_size: int):
         super().__init__()
-        self._writer = tf.summary.create_file_writer(str(Path(log_dir) / "train"))
+        self._writer = file_writer(Path(log_dir) / "train")
         self._every = every_steps
         self._steps = steps_per_epoch
         self._batch_size = batch_size
@@ -159,13 +161,31 @@ def write_hparams(log_dir: Path, config, global_batch: int) -> None:
 
     values = {name: getattr(config, name) for name in HPARAMS}
     values["global_batch"] = global_batch
-    writer = tf.summary.create_file_writer(str(log_dir))
-    with writer.as_default():
-        hp.hparams(
-            {k: v if isinstance(v, bool | int | float) else str(v) for k, v in values.items()},
-            trial_id=config.run_name,
-        )
-    writer.close()
+    with _writing(log_dir):
+        writer = tf.summary.create_file_writer(str(log_dir))
+        with writer.as_default():
+            hp.hparams(
+                {k: v if isinstance(v, bool | int | float) else str(v) for k, v in values.items()},
+                trial_id=config.run_name,
+            )
+        writer.close()
+
+
+def file_writer(log_dir: Path) -> tf.summary.SummaryWriter:
+    """Creates a summary writer; a folder that cannot be written is an `ExportError`."""
+    with _writing(log_dir):
+        return tf.summary.create_file_writer(str(log_dir))
+
+
+@contextlib.contextmanager
+def _writing(log_dir: Path):
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as error:
+        raise ExportError(
+            f"Cannot write TensorBoard logs to {log_dir}: {short_reason(error)}. "
+            "Fix the cause (disk space?)."
+        ) from None
 
 
 class ValidationSummaries(tf_keras.callbacks.Callback):
@@ -188,7 +208,7 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
         self._y_true = np.asarray(y_true)
         self._texts = texts
         self._labels = list(label_names)
-        self._writer = tf.summary.create_file_writer(str(Path(log_dir) / "validation"))
+        self._writer = file_writer(Path(log_dir) / "validation")
         self._pending = None
 
     def on_epoch_end(self, epoch, logs=None):
