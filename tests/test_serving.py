@@ -158,3 +158,96 @@ def test_row_estimate_for_the_progress_bar(tmp_path):
     assert serving.estimate_rows(tmp_path / "a.csv") == 7
     assert serving.estimate_rows(tmp_path / "b.txt") == 3
     assert serving.estimate_rows(tmp_path / "c.parquet") is None
+
+
+def _predict(run, *args, **kwargs):
+    return CliRunner().invoke(main, ["predict", str(run.run_dir), *args], **kwargs)
+
+
+def test_a_failing_input_leaves_the_previous_output_file_untouched(run, tmp_path):
+    output = tmp_path / "predictions.csv"
+    output.write_bytes(b"text,label\nearlier run,pos\n")
+    source = tmp_path / "in.csv"
+    good = "".join(f"a good film {i},pos\n" for i in range(40))
+    source.write_text("text,label\n" + good + "a bad,row,with three cells\n", encoding="utf-8")
+    result = _predict(run, "--input", str(source), "--output", str(output), "--batch-size", "8")
+    assert result.exit_code == 4, result.output
+    assert "in.csv is malformed" in result.output
+    assert f"{output} was left as it was" in result.output
+    assert output.read_bytes() == b"text,label\nearlier run,pos\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "predictions.csv"]
+    # Once the input is good, the file is replaced whole.
+    source.write_text("text,label\n" + good, encoding="utf-8")
+    result = _predict(run, "--input", str(source), "--output", str(output), "--batch-size", "8")
+    assert result.exit_code == 0, result.output
+    assert len(output.read_text(encoding="utf-8").splitlines()) == 41
+
+
+def test_a_bad_input_prints_nothing_to_standard_output(run, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "fine"}\n{"txt": "a typo in the key"}\n', encoding="utf-8")
+    result = _predict(run, "--input", str(source))
+    assert result.exit_code == 4
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {source}, line 2: no value in column 'text' (the key is missing or null). "
+        'Fill it in, give "" for an empty text, or remove the row.'
+    )
+
+
+def test_predict_reads_standard_input(run):
+    result = _predict(run, "--input", "-", input="a lovely story\nthe acting was poor\n")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["text"], r["label"]) for r in rows] == [
+        ("a lovely story", "pos"),
+        ("the acting was poor", "neg"),
+    ]
+    lines = '{"text": "superb acting"}\n{"text": {"no": "object"}}\n'
+    result = _predict(run, "--input", "-", "--input-format", "jsonl", input=lines)
+    assert result.exit_code == 4
+    assert "Error: standard input, line 2: column 'text' holds an object" in result.stderr
+
+
+def test_predict_output_into_a_missing_folder_is_a_usage_error(run, tmp_path):
+    output = tmp_path / "nowhere" / "out.csv"
+    result = _predict(run, "--text", "fine", "--output", str(output))
+    assert result.exit_code == 2
+    assert f"--output's folder {output.parent} does not exist. Create it first." in result.output
+    assert not output.parent.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated saved_model.pb", "no variables"])
+def test_a_damaged_savedmodel_is_one_line(run, tmp_path, damage):
+    import shutil
+
+    copy = tmp_path / "model" / "1"
+    shutil.copytree(run.saved_model_dir, copy)
+    if damage == "no variables":
+        shutil.rmtree(copy / "variables")
+    else:
+        graph = (copy / "saved_model.pb").read_bytes()
+        (copy / "saved_model.pb").write_bytes(graph[: len(graph) // 3])
+    data = write_csv(tmp_path / "in.csv", make_rows(4, seed=1))
+    for command in (
+        ["predict", str(copy.parent), "--text", "x"],
+        ["report", str(copy.parent), "--data", str(data)],
+    ):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 7, result.output
+        lines = result.output.strip().splitlines()
+        assert lines[-1].startswith(f"Error: The SavedModel at {copy} cannot be loaded (")
+        assert lines[-1].endswith(
+            "it is damaged or incomplete. Export it again, e.g. with "
+            "tf-finetune fit --resume on its run."
+        )
+        assert "Traceback" not in result.output
+
+
+def test_report_refuses_one_column_as_text_and_label(run, tmp_path):
+    source = write_csv(tmp_path / "in.csv", make_rows(4, seed=1))
+    result = CliRunner().invoke(
+        main, ["report", str(run.run_dir), "--data", str(source), "--label-column", "text"]
+    )
+    assert result.exit_code == 2
+    assert "--label-column 'text' is also the text column" in result.output

@@ -15,13 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from google.protobuf.message import DecodeError
 
 from tf_finetune import data_files
-from tf_finetune.errors import DataError, ExportError
+from tf_finetune.errors import DataError, ExportError, first_line, short_reason
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = (".csv", ".jsonl")
+INPUT_FORMATS = ("csv", "tsv", "jsonl", "txt")
+# The input path that means standard input.
+STDIN = "-"
 
 
 class ExportedModel:
@@ -40,8 +44,15 @@ class ExportedModel:
 
         self.path = _version_folder(Path(path))
         self._tf = tf
-        loaded = tf.saved_model.load(str(self.path))
-        self._signature = loaded.signatures["serving_default"]
+        try:
+            loaded = tf.saved_model.load(str(self.path))
+            self._signature = loaded.signatures["serving_default"]
+        except (tf.errors.OpError, OSError, ValueError, KeyError, DecodeError) as error:
+            raise ExportError(
+                f"The SavedModel at {self.path} cannot be loaded ({first_line(error)}): it is "
+                "damaged or incomplete. Export it again, e.g. with tf-finetune fit --resume "
+                "on its run."
+            ) from None
         inputs = self._signature.structured_input_signature[1]
         if "text" not in inputs:
             raise ExportError(
@@ -89,22 +100,38 @@ def iter_batches(
     pair_column: str | None = None,
     label_column: str | None = None,
     batch_size: int = 64,
+    input_format: str | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Reads a .csv, .tsv, .jsonl or .txt file in batches of rows, without loading it whole.
 
-    A .txt file holds one text per line, in the column `text_column`.
+    A .txt file holds one text per line, in the column `text_column`. Nothing is read
+    before the first batch is asked for.
+
+    Args:
+        path: The file, or "-" for standard input (read to its end first).
+        text_column: Column of the texts.
+        pair_column: Column of the second texts, for pair models.
+        label_column: Column of the true labels, for reports.
+        batch_size: Rows per batch.
+        input_format: One of `INPUT_FORMATS`; by default the file name's suffix tells,
+            and standard input is one text per line.
 
     Raises:
         DataError: The file cannot be read or lacks a column.
     """
+    if str(path) == STDIN:
+        yield from _stdin_batches(
+            text_column, pair_column, label_column, batch_size, input_format or "txt"
+        )
+        return
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Input file {path} does not exist. Check the path.")
+    kind = input_format or ("txt" if path.suffix.lower() == ".txt" else None)
+    data_files.check_file(path, "Input file")
     wanted = [c for c in (text_column, pair_column, label_column) if c]
-    if path.suffix.lower() == ".txt":
+    if kind == "txt":
         yield from _text_lines(path, text_column, batch_size)
         return
-    for chunk in data_files.iter_table(path, batch_size):
+    for chunk in data_files.iter_table(path, batch_size, kind):
         missing = [c for c in wanted if c not in chunk.columns]
         if missing:
             raise DataError(
@@ -114,11 +141,30 @@ def iter_batches(
         yield chunk
 
 
+def _stdin_batches(text_column, pair_column, label_column, batch_size, input_format):
+    """Copies standard input to a temporary file, then reads it like a file."""
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tf-finetune-stdin-") as folder:
+        copy = Path(folder) / f"stdin.{input_format}"
+        with copy.open("wb") as handle:
+            shutil.copyfileobj(sys.stdin.buffer, handle)
+        try:
+            yield from iter_batches(
+                copy, text_column, pair_column, label_column, batch_size, input_format
+            )
+        except DataError as error:
+            raise DataError(str(error).replace(str(copy), "standard input")) from None
+
+
 def estimate_rows(path: str | Path) -> int | None:
     """Counts the lines of a text data file, for a progress bar; None for binary formats.
 
     A quoted CSV cell that spans lines makes this an overestimate.
     """
+    if str(path) == STDIN:
+        return None
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".jsonl", ".txt") or not path.is_file():
@@ -130,7 +176,7 @@ def estimate_rows(path: str | Path) -> int | None:
 
 
 def _text_lines(path: Path, column: str, batch_size: int) -> Iterator[pd.DataFrame]:
-    with path.open(encoding="utf-8-sig") as handle:
+    with data_files.reading(path, "txt"), path.open(encoding="utf-8-sig") as handle:
         batch = []
         for line in handle:
             batch.append(line.rstrip("\r\n"))
@@ -149,6 +195,7 @@ def predict_file(
     text_column: str,
     pair_column: str | None = None,
     on_batch: Callable[[int], None] | None = None,
+    source: str = "the input",
 ) -> int:
     """Writes the label and every class probability of each input row to `output`.
 
@@ -160,19 +207,26 @@ def predict_file(
         text_column: Column of the texts.
         pair_column: Column of the second texts, for pair models.
         on_batch: Called with the number of rows of each batch written.
+        source: The input's name, for error messages.
 
     Returns:
         The number of rows written.
+
+    Raises:
+        DataError: A row has no text (a missing JSON key or null), naming its line.
     """
     names = model.label_names
     writer = csv.writer(output) if output_format == ".csv" else None
-    if writer:
-        writer.writerow(["text", "label", *(f"p_{name}" for name in names)])
+    header = ["text", "label", *(f"p_{name}" for name in names)]
     count = 0
     for chunk in batches:
-        texts = _strings(chunk[text_column])
-        pairs = _strings(chunk[pair_column]) if pair_column else None
+        texts = data_files.text_cells(chunk, text_column, source)
+        pairs = data_files.text_cells(chunk, pair_column, source) if pair_column else None
         scores = model.predict(texts, pairs)
+        if writer and header:
+            # Written only once the input has been read: a bad input leaves no output.
+            writer.writerow(header)
+            header = None
         for text, row in zip(texts, scores, strict=True):
             label = names[int(row.argmax())]
             if writer:
@@ -187,6 +241,8 @@ def predict_file(
         count += len(texts)
         if on_batch:
             on_batch(len(texts))
+    if writer and header:
+        writer.writerow(header)
     return count
 
 
@@ -213,7 +269,7 @@ def report_file(
     index = {name: i for i, name in enumerate(model.label_names)}
     texts, y_true, scores = [], [], []
     for chunk in batches:
-        labels = [str(v) for v in chunk[label_column]]
+        labels = data_files.text_cells(chunk, label_column, source)
         unknown = sorted({v for v in labels if v not in index})
         if unknown:
             raise DataError(
@@ -221,8 +277,8 @@ def report_file(
                 f"{', '.join(map(repr, unknown[:5]))}. The model's labels: "
                 f"{', '.join(model.label_names)}."
             )
-        chunk_texts = _strings(chunk[text_column])
-        pairs = _strings(chunk[pair_column]) if pair_column else None
+        chunk_texts = data_files.text_cells(chunk, text_column, source)
+        pairs = data_files.text_cells(chunk, pair_column, source) if pair_column else None
         scores.append(model.predict(chunk_texts, pairs))
         texts += chunk_texts
         y_true += [index[v] for v in labels]
@@ -257,10 +313,10 @@ def write_report_dir(result: dict, directory: Path) -> Path:
 
     if directory.exists():
         raise ExportError(f"{directory} exists already. Choose another --output-dir.")
-    directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.parent / f".tmp-{directory.name}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
     try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
         evaluation.write_report(result["report"], result["text"], staging)
         plots.confusion_matrix_png(
             result["report"]["confusion_matrix"],
@@ -276,11 +332,11 @@ def write_report_dir(result: dict, directory: Path) -> Path:
             result["report"]["labels"],
         )
         staging.rename(directory)
-    except BaseException:
+    except OSError as error:
+        raise ExportError(
+            f"Cannot write the report to {directory}: {short_reason(error)}. Choose "
+            "another --output-dir, or fix the cause (disk space?)."
+        ) from None
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory
-
-
-def _strings(column) -> list[str]:
-    return ["" if v is None else str(v) for v in column]
