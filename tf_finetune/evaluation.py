@@ -10,6 +10,8 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import classification_report, confusion_matrix
 
+from tf_finetune import plots
+
 
 def predict_probabilities(model, batches) -> np.ndarray:
     """Returns class probabilities `[N, C]` in split order.
@@ -52,13 +54,20 @@ def format_report(y_true, probabilities: np.ndarray, label_names: list[str]) -> 
         y_true, y_pred, labels=ids, target_names=label_names, digits=4, zero_division=0
     )
     matrix = confusion_matrix(y_true, y_pred, labels=ids)
+    heading = "Confusion matrix (rows: true label, columns: predicted)"
+    kept = plots.most_confused(matrix)
+    if len(kept) < len(ids):
+        heading += (
+            f", the {len(kept)} most confused of {len(ids)} classes; report.json has them all"
+        )
+        matrix = matrix[np.ix_(kept, kept)]
+        label_names = [label_names[i] for i in kept]
     width = max(7, *(len(n) for n in label_names))
     rows = [f"{'':>{width}} " + " ".join(f"{n:>{width}}" for n in label_names)]
     rows += [
         f"{name:>{width}} " + " ".join(f"{v:>{width}d}" for v in row)
         for name, row in zip(label_names, matrix, strict=True)
     ]
-    heading = "Confusion matrix (rows: true label, columns: predicted)"
     return f"{text}\n{heading}\n" + "\n".join(rows) + "\n"
 
 

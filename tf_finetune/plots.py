@@ -5,14 +5,46 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
+# Classes drawn in a confusion matrix at most: past this the cells are unreadable and
+# drawing costs grow with the square of the classes.
+MAX_DRAWN_CLASSES = 25
+
+
+def most_confused(matrix, count: int = MAX_DRAWN_CLASSES) -> list[int]:
+    """Returns the ids of the `count` classes with the most errors, in id order.
+
+    A class's errors are its row's and its column's off-diagonal counts: examples of
+    it predicted as others, and examples of others predicted as it.
+    """
+    import numpy as np
+
+    matrix = np.asarray(matrix)
+    if len(matrix) <= count:
+        return list(range(len(matrix)))
+    diagonal = np.diag(matrix)
+    errors = matrix.sum(axis=0) + matrix.sum(axis=1) - 2 * diagonal
+    # Most errors first; ties go to the larger class, then the lower id.
+    order = np.lexsort((np.arange(len(matrix)), -matrix.sum(axis=1), -errors))
+    return sorted(order[:count].tolist())
+
 
 def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path | BinaryIO) -> None:
-    """Draws a labelled confusion matrix (rows: true label, columns: predicted label)."""
+    """Draws a labelled confusion matrix (rows: true label, columns: predicted label).
+
+    With more than `MAX_DRAWN_CLASSES` classes it draws the most confused ones and says
+    so in the title; `report.json` keeps the whole matrix.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    title = "Confusion matrix"
+    if len(labels) > MAX_DRAWN_CLASSES:
+        kept = most_confused(matrix)
+        title = f"Confusion matrix: the {len(kept)} most confused of {len(labels)} classes"
+        matrix = [[matrix[i][j] for j in kept] for i in kept]
+        labels = [labels[i] for i in kept]
     size = max(4.0, 0.6 * len(labels) + 2.5)
     figure, axes = plt.subplots(figsize=(size, size), dpi=100)
     image = axes.imshow(matrix, cmap="Blues")
@@ -21,7 +53,7 @@ def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path 
     axes.set_yticks(range(len(labels)), labels)
     axes.set_xlabel("predicted label")
     axes.set_ylabel("true label")
-    axes.set_title("Confusion matrix")
+    axes.set_title(title, fontsize=10)
     peak = max((max(row) for row in matrix), default=0)
     for i, row in enumerate(matrix):
         for j, count in enumerate(row):
