@@ -267,6 +267,9 @@ def test_overwrite_starts_the_run_again(options, monkeypatch):
     rerun = fit(load_config(overrides=options), overwrite=True)
     assert rerun.stats["resumed_from_step"] == 0
     assert rerun.stats["optimizer_steps"] == TOTAL_STEPS
+    # The crashed run's checkpoints were replaced, and nothing of it is left aside.
+    assert not [p for p in Path(_run_path(options)).iterdir() if p.name.startswith(".")]
+    assert not (Path(_run_path(options)) / "checkpoints").exists()
 
 
 def test_resume_without_a_checkpoint_or_of_a_finished_run_is_refused(options, tmp_path):
