@@ -1,6 +1,17 @@
-"""The fine-tuning run: data -> tokens -> tf.data -> model -> fit -> report -> export.
+"""The fine-tuning run, as named phases.
 
-`fit(config)` is what `tf-finetune fit` calls; a notebook can call it too.
+`fit(config)` is what `tf-finetune fit` calls; a notebook can call it too. It claims
+the run directory, then runs the phases, each a function that returns what the next
+one needs:
+
+    load_inputs     data, tokenizer and tokens (`max_length: auto` measured here)
+    resolve_config  every `auto` replaced; only this config is used from here on
+    plan_batches    the batch recipe, global batch, updates, class weights, fingerprint
+    build_model     the compiled classifier under the strategy and precision policy
+    train_model     training (or its resumption), then the chosen epoch's weights
+    evaluate        the report on the test split (validation without one)
+    (write)         the Hugging Face checkpoint, report, predictions and pictures
+    export_model    the SavedModel
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from tf_finetune.errors import (
 CONFIG_NAME = "fit_config.yaml"
 STATS_NAME = "training_stats.json"
 FINGERPRINT_NAME = "data_fingerprint.json"
+LOG_DIR = "logs"
 CONFUSION_PNG = "confusion_matrix.png"
 CURVES_PNG = "training_curves.png"
 
@@ -124,31 +136,68 @@ def fit(
 
 
 def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -> FitResult:
+    """The phases of a run, each a function that returns what the next one needs."""
+    _seed(config)
+    inputs = load_inputs(config)
+    resolved = resolve_config(config, inputs, strategy, run)
+    plan = plan_batches(resolved, inputs, strategy)
+    stored = load_config(run.source / CONFIG_NAME) if run.resuming else None
+    if stored is not None:
+        _check_resumable(run.source, stored, resolved, plan.fingerprint)
+    model = build_model(resolved, inputs, plan, strategy)
+    trained = train_model(resolved, run, model, inputs, plan, verbose)
+    evaluated = evaluate(resolved, model, inputs, plan, trained)
+    _write_checkpoint_and_report(run.path, model, inputs, evaluated, trained.history)
+    exported = export_model(run.path, model, inputs)
+    # The export is complete: the training checkpoints are no longer needed.
+    shutil.rmtree(run.path / run_dir.CHECKPOINT_DIR, ignore_errors=True)
+    return FitResult(
+        run_dir=run.source,
+        saved_model_dir=exported.path,
+        log_dir=run.path / LOG_DIR,
+        report=evaluated.report,
+        report_text=evaluated.text,
+        eval_split=evaluated.split,
+        history=trained.history,
+        stats=trained.stats,
+        raw_text_unsupported=exported.reason,
+        chief=not run.scratch,
+    )
+
+
+def _seed(config: FitConfig) -> None:
     import tensorflow as tf
     import tf_keras
 
-    from tf_finetune import (
-        best_epoch,
-        checkpointing,
-        distribution,
-        evaluation,
-        export,
-        freezing,
-        losses,
-        modeling,
-        optimization,
-        schedules,
-        summaries,
-        tf_data,
-        tokenization,
-        training,
-    )
-
-    stored = load_config(run.source / CONFIG_NAME) if run.resuming else None
     # Data order, initialisation and dropout all follow the seed.
     tf_keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What the run learns from: data, tokenizer and tokens (the load + tokenize phase).
+
+    Attributes:
+        data: The canonical splits and label names.
+        tokenizer: The checkpoint's fast tokenizer.
+        tokens: The tokenized splits.
+        model_path: The checkpoint directory.
+        model_config: The checkpoint's config, with the run's labels.
+    """
+
+    data: data_stage.TextClassificationData
+    tokenizer: object
+    tokens: object
+    model_path: str
+    model_config: object
+
+
+def load_inputs(config: FitConfig) -> Inputs:
+    """Loads the data and the checkpoint's tokenizer, and tokenizes every split."""
+    from tf_finetune import modeling, tokenization
+
     model_path = modeling.resolve_model_path(config.model, config.allow_pickle_weights)
     data = data_stage.load_data(config)
     atomic.fault_point("data")
@@ -161,7 +210,49 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         config.padding,
         tokenization.length_limit(tokenizer, model_config),
     )
+    return Inputs(data, tokenizer, tokens, model_path, model_config)
 
+
+def resolve_config(config: FitConfig, inputs: Inputs, strategy, run) -> FitConfig:
+    """Returns `config` with every `auto` replaced by what the run uses, and its folder."""
+    from tf_finetune import distribution
+
+    return dataclasses.replace(
+        config,
+        max_length=inputs.tokens.max_length,
+        pad_to_multiple_of=distribution.resolve_pad_multiple(config.pad_to_multiple_of),
+        mixed_precision=distribution.resolve_precision(config.mixed_precision),
+        strategy=distribution.strategy_name(strategy),
+        output_dir=str(run.source.parent),
+        run_name=run.source.name,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """How the run is fed (the batches phase).
+
+    Attributes:
+        recipe: Turns a tokenized split into batches.
+        global_batch: Examples per step, over every replica.
+        updates: Optimizer updates of the whole run (for the learning-rate schedule).
+        class_weights: Loss weight per class id, or None.
+        fingerprint: What a resumed run must find unchanged: labels, global batch and
+            each split's tokens.
+    """
+
+    recipe: object
+    global_batch: int
+    updates: int
+    class_weights: list[float] | None
+    fingerprint: dict
+
+
+def plan_batches(config: FitConfig, inputs: Inputs, strategy) -> BatchPlan:
+    """Plans the global batch, the number of updates and the class weights."""
+    from tf_finetune import losses, schedules, tf_data
+
+    splits, names = inputs.tokens.splits, inputs.data.label_names
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     accumulation = config.gradient_accumulation_steps
     logger.info(
@@ -173,75 +264,79 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         if accumulation > 1
         else "",
     )
-    steps_per_epoch = tf_data.batches_per_pass(len(tokens.splits["train"]), global_batch)
-    updates = schedules.optimizer_steps(steps_per_epoch, config.epochs, accumulation)
-    weights = losses.class_weights(
-        config.class_weights, data.label_names, tokens.splits["train"]["labels"][:]
-    )
+    steps_per_epoch = tf_data.batches_per_pass(len(splits["train"]), global_batch)
+    weights = losses.class_weights(config.class_weights, names, splits["train"]["labels"][:])
     if weights is not None:
-        logger.info(
-            "Class weights: %s.",
-            ", ".join(f"{n} {w:.3g}" for n, w in zip(data.label_names, weights, strict=True)),
-        )
-    pad_values = tf_data.pad_values(tokenizer)
-    pad_multiple = distribution.resolve_pad_multiple(config.pad_to_multiple_of)
-    precision = distribution.resolve_precision(config.mixed_precision)
-    resolved = dataclasses.replace(
-        config,
-        max_length=tokens.max_length,
-        pad_to_multiple_of=pad_multiple,
-        mixed_precision=precision,
-        strategy=distribution.strategy_name(strategy),
-        output_dir=str(run.source.parent),
-        run_name=run.source.name,
+        described = ", ".join(f"{n} {w:.3g}" for n, w in zip(names, weights, strict=True))
+        logger.info("Class weights: %s.", described)
+    recipe = tf_data.BatchRecipe(
+        padding=config.padding,
+        input_names=inputs.tokens.input_names,
+        pad_values=tf_data.pad_values(inputs.tokenizer),
+        global_batch=global_batch,
+        max_length=config.max_length,
+        pad_to_multiple_of=config.pad_to_multiple_of,
     )
     fingerprint = {
-        "labels": data.label_names,
+        "labels": names,
         "global_batch": global_batch,
-        **{split: tf_data.fingerprint(tokens.splits[split]) for split in tokens.splits},
+        **{split: tf_data.fingerprint(splits[split]) for split in splits},
     }
-    if stored is not None:
-        _check_resumable(run.source, stored, resolved, fingerprint)
+    return BatchPlan(
+        recipe=recipe,
+        global_batch=global_batch,
+        updates=schedules.optimizer_steps(steps_per_epoch, config.epochs, accumulation),
+        class_weights=weights,
+        fingerprint=fingerprint,
+    )
 
-    def batches(split, epochs=1, seed=None, first_step=0):
-        if config.padding == "max_length":
-            return tf_data.collated_batches(
-                tokens.splits[split],
-                tokens.input_names,
-                global_batch,
-                epochs=epochs,
-                seed=seed,
-                first_step=first_step,
-            )
-        return tf_data.grouped_batches(
-            tokens.splits[split],
-            tokens.input_names,
-            pad_values,
-            global_batch,
-            # Evaluation order does not matter (predictions are put back in split
-            # order), so evaluation always groups.
-            group=config.padding == "grouped" or seed is None,
-            epochs=epochs,
-            seed=seed,
-            pad_to_multiple_of=pad_multiple,
-            max_length=tokens.max_length,
-            first_step=first_step,
-        )
+
+def build_model(config: FitConfig, inputs: Inputs, plan: BatchPlan, strategy):
+    """Builds and compiles the classifier under the strategy and precision policy."""
+    from tf_finetune import distribution, modeling, schedules
 
     # Layers take the precision policy when they are built.
-    with distribution.precision_policy(precision), strategy.scope():
-        model = modeling.build_model(model_path, model_config, config.allow_pickle_weights)
+    with distribution.precision_policy(config.mixed_precision), strategy.scope():
+        model = modeling.build_model(
+            inputs.model_path, inputs.model_config, config.allow_pickle_weights
+        )
         modeling.compile_model(
             model,
-            schedules.learning_rate(config, updates),
+            schedules.learning_rate(config, plan.updates),
             config.jit_compile,
             weight_decay=config.weight_decay or 0.0,
             clip_norm=config.clip_norm,
-            accumulation_steps=accumulation,
-            class_weights=weights,
+            accumulation_steps=config.gradient_accumulation_steps,
+            class_weights=plan.class_weights,
             label_smoothing=config.label_smoothing,
             freeze_base=config.freeze_base,
         )
+    return model
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """What the train phase leaves: its history and speed, and the epoch to keep.
+
+    Attributes:
+        history: Keras metrics per epoch, with speed figures.
+        stats: Speed figures of training (see `throughput.summarize`).
+        chosen: The epoch whose weights the model now holds.
+        validation: The validation batches, reused for the report when there is no test.
+    """
+
+    history: dict
+    stats: dict
+    chosen: object
+    validation: object
+
+
+def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: int) -> Trained:
+    """Trains (or continues) the model, then loads the chosen epoch's weights into it.
+
+    A resumed run whose training had finished goes straight to choosing the epoch.
+    """
+    from tf_finetune import best_epoch, checkpointing, summaries, training
 
     checkpointer = checkpointing.Checkpointer(
         run.path / run_dir.CHECKPOINT_DIR, model, restore_from=run.source / run_dir.CHECKPOINT_DIR
@@ -251,37 +346,28 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     # --overwrite move the previous run aside, and only a checkpoint deletes it.
     run.begin_training()
     checkpointer.after_save.append(run.commit)
-    atomic.write_text(run.path / CONFIG_NAME, resolved.to_yaml())
-    atomic.write_text(run.path / FINGERPRINT_NAME, json.dumps(fingerprint) + "\n")
-    log_dir = run.path / "logs"
-    summaries.write_hparams(log_dir, resolved, global_batch)
-    validation = batches("validation")
-    if not _finished(config, start.epoch, start.history):
-        train_batches = batches("train", config.epochs, config.seed, start.global_step)
-        step_summaries = summaries.StepSummaries(
-            log_dir, config.log_steps, train_batches.steps, global_batch
+    atomic.write_text(run.path / CONFIG_NAME, config.to_yaml())
+    atomic.write_text(run.path / FINGERPRINT_NAME, json.dumps(plan.fingerprint) + "\n")
+    log_dir = run.path / LOG_DIR
+    summaries.write_hparams(log_dir, config, plan.global_batch)
+    validation = plan.recipe.batches(inputs.tokens.splits["validation"])
+    if _finished(config, start.epoch, start.history):
+        history = start.history
+        stats = json.loads((run.source / STATS_NAME).read_text(encoding="utf-8"))
+    else:
+        train_batches = plan.recipe.batches(
+            inputs.tokens.splits["train"], config.epochs, config.seed, start.global_step
         )
-        validation_summaries = summaries.ValidationSummaries(
+        split = training.ValidationSplit(
             validation,
-            tokens.splits["validation"]["labels"][:],
-            data.splits["validation"]["text"][:],
-            data.label_names,
-            log_dir,
+            inputs.tokens.splits["validation"]["labels"][:],
+            inputs.data.splits["validation"]["text"][:],
+            inputs.data.label_names,
         )
-        callbacks = [step_summaries, validation_summaries]
-        checkpointer.after_save += [step_summaries.flush, validation_summaries.flush]
-        if config.restore_best:
-            keeper = best_epoch.BestEpoch(
-                checkpointer, config.monitor, config.early_stopping_patience, start.history
-            )
-            callbacks.append(keeper)  # after the callback that adds val_macro_f1
-            checkpointer.after_save.append(keeper.flush)
-        if accumulation > 1:
-            callbacks.append(optimization.AccumulationGroups(train_batches.steps))
-        if config.unfreeze_after is not None:
-            retrace = modeling.use_xla_train_step if config.jit_compile else None
-            callbacks.append(freezing.UnfreezeBase(config.unfreeze_after, retrace))
-        trained = training.train(
+        callbacks = training.run_callbacks(
+            config, train_batches, plan.global_batch, split, checkpointer, log_dir, start
+        )
+        result = training.train(
             model,
             train_batches,
             validation,
@@ -293,30 +379,55 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
             verbose,
             extra_callbacks=callbacks,
         )
-        history, stats = trained.history, trained.stats
-        stats["resumed_from_step"] = start.global_step
-        stats["optimizer_steps"] = int(model.optimizer.iterations.numpy())
-        stats["parameters"] = int(model.count_params())
+        history = result.history
+        stats = result.stats | {
+            "resumed_from_step": start.global_step,
+            "optimizer_steps": int(model.optimizer.iterations.numpy()),
+            "parameters": int(model.count_params()),
+        }
         atomic.write_text(run.path / STATS_NAME, json.dumps(stats, indent=2) + "\n")
-    else:  # training had finished; the report or the export had not
-        history = start.history
-        stats = json.loads((run.source / STATS_NAME).read_text(encoding="utf-8"))
-
     if config.restore_best:
         chosen = best_epoch.selection(history, config.monitor, config.epochs)
         best_epoch.restore(checkpointer, chosen)
     else:
         chosen = best_epoch.last_epoch(history)
+    return Trained(history, stats, chosen, validation)
 
-    split = data.eval_split
-    evaluated = validation if split == "validation" else batches(split)
-    probabilities = evaluation.predict_probabilities(model, evaluated)
-    y_true = tokens.splits[split]["labels"][:]
-    report = evaluation.build_report(y_true, probabilities, data.label_names)
-    report["model_epoch"] = dataclasses.asdict(chosen)
-    report_text = evaluation.format_report(y_true, probabilities, data.label_names) + (
-        f"\n{chosen.describe()}\nPictures in {run.source}: {CONFUSION_PNG} ({split} split) and "
-        f"{CURVES_PNG} (loss and accuracy per epoch).\n"
+
+@dataclasses.dataclass(frozen=True)
+class Evaluated:
+    """The report phase's result on the evaluation split.
+
+    Attributes:
+        split: "test", or "validation" when there is no test split.
+        report: scikit-learn's report dict plus `confusion_matrix`, `labels` and
+            `model_epoch`.
+        text: The report as text, naming the epoch and the pictures.
+        y_true: The split's label ids.
+        probabilities: The model's class probabilities, in split order.
+    """
+
+    split: str
+    report: dict
+    text: str
+    y_true: list[int]
+    probabilities: object
+
+
+def evaluate(config, model, inputs: Inputs, plan: BatchPlan, trained: Trained) -> Evaluated:
+    """Scores the chosen epoch's model on the test split (validation without one)."""
+    from tf_finetune import evaluation
+
+    split, names = inputs.data.eval_split, inputs.data.label_names
+    tokens = inputs.tokens.splits[split]
+    batches = trained.validation if split == "validation" else plan.recipe.batches(tokens)
+    probabilities = evaluation.predict_probabilities(model, batches)
+    y_true = tokens["labels"][:]
+    report = evaluation.build_report(y_true, probabilities, names)
+    report["model_epoch"] = dataclasses.asdict(trained.chosen)
+    text = evaluation.format_report(y_true, probabilities, names) + (
+        f"\n{trained.chosen.describe()}\nPictures in {Path(config.output_dir) / config.run_name}: "
+        f"{CONFUSION_PNG} ({split} split) and {CURVES_PNG} (loss and accuracy per epoch).\n"
     )
     logger.info(
         "%s accuracy %.4f, macro F1 %.4f.",
@@ -324,40 +435,21 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         report["accuracy"],
         report["macro avg"]["f1-score"],
     )
+    return Evaluated(split, report, text, y_true, probabilities)
 
-    try:
-        _write_checkpoint_and_report(
-            run.path, model, tokenizer, data, report, report_text, y_true, probabilities, history
-        )
-        exported = export.export_saved_model(
-            model,
-            data.label_names,
-            tokens.input_names,
-            run.path,
-            tokenizer=tokenizer,
-            max_length=tokens.max_length,
-            text_pair=data.has_text_pair,
-        )
-    except (OSError, tf.errors.OpError) as error:
-        # tf.errors.OpError: TensorFlow's file system reports a full disk as
-        # ResourceExhaustedError, a read-only one as PermissionDeniedError, ...
-        raise ExportError(
-            f"Cannot write the run's artefacts to {run.path}: {short_reason(error)}. "
-            "Nothing written before was changed; fix the cause (disk space?)."
-        ) from None
-    # The export is complete: the training checkpoints are no longer needed.
-    shutil.rmtree(run.path / run_dir.CHECKPOINT_DIR, ignore_errors=True)
-    return FitResult(
-        run.source,
-        exported.path,
-        log_dir,
-        report,
-        report_text,
-        split,
-        history,
-        stats,
-        exported.reason,
-        chief=not run.scratch,
+
+def export_model(run_path: Path, model, inputs: Inputs):
+    """Exports the SavedModel as the run directory's next version."""
+    from tf_finetune import export
+
+    return export.export_saved_model(
+        model,
+        inputs.data.label_names,
+        inputs.tokens.input_names,
+        run_path,
+        tokenizer=inputs.tokenizer,
+        max_length=inputs.tokens.max_length,
+        text_pair=inputs.data.has_text_pair,
     )
 
 
@@ -398,28 +490,45 @@ def _describe_change(key: str, before, after) -> str:
 
 
 def _write_checkpoint_and_report(
-    run_path, model, tokenizer, data, report, report_text, y_true, probabilities, history
+    run_path: Path, model, inputs: Inputs, evaluated: Evaluated, history: dict
 ) -> None:
     """Writes the Hugging Face checkpoint, label names, report, predictions and pictures.
 
     Each file is written into a temporary folder first, then renamed into place.
+
+    Raises:
+        ExportError: A file cannot be written (a full disk); nothing was replaced.
     """
+    import tensorflow as tf
+
     from tf_finetune import evaluation, plots
 
-    with atomic.staged_files(run_path) as staging:
-        atomic.fault_point("report")
-        plots.confusion_matrix_png(
-            report["confusion_matrix"], data.label_names, staging / CONFUSION_PNG
-        )
-        plots.training_curves_png(history, staging / CURVES_PNG)
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / "labels.txt").write_text("\n".join(data.label_names) + "\n", encoding="utf-8")
-        evaluation.write_report(report, report_text, staging)
-        texts = data.splits[data.eval_split]["text"][:]
-        evaluation.write_predictions(
-            staging / "predictions.csv", texts, y_true, probabilities, data.label_names
-        )
+    names = inputs.data.label_names
+    try:
+        with atomic.staged_files(run_path) as staging:
+            atomic.fault_point("report")
+            plots.confusion_matrix_png(
+                evaluated.report["confusion_matrix"], names, staging / CONFUSION_PNG
+            )
+            plots.training_curves_png(history, staging / CURVES_PNG)
+            model.save_pretrained(staging)
+            inputs.tokenizer.save_pretrained(staging)
+            (staging / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+            evaluation.write_report(evaluated.report, evaluated.text, staging)
+            evaluation.write_predictions(
+                staging / "predictions.csv",
+                inputs.data.splits[evaluated.split]["text"][:],
+                evaluated.y_true,
+                evaluated.probabilities,
+                names,
+            )
+    except (OSError, tf.errors.OpError) as error:
+        # tf.errors.OpError: TensorFlow's file system reports a full disk as
+        # ResourceExhaustedError, a read-only one as PermissionDeniedError, ...
+        raise ExportError(
+            f"Cannot write the run's artefacts to {run_path}: {short_reason(error)}. "
+            "Nothing written before was changed; fix the cause (disk space?)."
+        ) from None
 
 
 def _run_dir_path(config: FitConfig) -> Path:

@@ -82,6 +82,55 @@ class Batches:
         return self.epoch_stats[min(epoch, len(self.epoch_stats) - 1)]
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchRecipe:
+    """How a run turns its tokenized splits into batches: the `padding` setting's pipeline.
+
+    Attributes:
+        padding: "grouped", "dynamic" or "max_length" (see `FitConfig.padding`).
+        input_names: The model inputs to feed.
+        pad_values: Each input's padding value (`pad_values`).
+        global_batch: Examples per batch, over every replica.
+        max_length: Tokens per example at most.
+        pad_to_multiple_of: Batch widths are rounded up to a multiple of this.
+    """
+
+    padding: str
+    input_names: list[str]
+    pad_values: dict[str, int]
+    global_batch: int
+    max_length: int
+    pad_to_multiple_of: int = 1
+
+    def batches(
+        self, split: datasets.Dataset, epochs: int = 1, seed: int | None = None, first_step=0
+    ) -> Batches:
+        """Training batches when `seed` is given (shuffled per epoch), else evaluation ones."""
+        if self.padding == "max_length":
+            return collated_batches(
+                split,
+                self.input_names,
+                self.global_batch,
+                epochs=epochs,
+                seed=seed,
+                first_step=first_step,
+            )
+        return grouped_batches(
+            split,
+            self.input_names,
+            self.pad_values,
+            self.global_batch,
+            # Evaluation order does not matter (predictions are put back in split
+            # order), so evaluation always groups.
+            group=self.padding == "grouped" or seed is None,
+            epochs=epochs,
+            seed=seed,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            max_length=self.max_length,
+            first_step=first_step,
+        )
+
+
 def pad_values(tokenizer) -> dict[str, int]:
     """Returns the value that pads each model input of `tokenizer`."""
     return {

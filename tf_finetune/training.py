@@ -137,3 +137,69 @@ def _unhealthy_tasks(error: Exception) -> str:
     if not tasks:
         return first_line(error)
     return ", ".join(f"{kind} {index}" for kind, index in tasks) + " stopped answering"
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationSplit:
+    """The validation split as the per-epoch evaluation needs it.
+
+    Attributes:
+        batches: Its `tf_data.Batches`, in evaluation order.
+        labels: Its label ids, in split order.
+        texts: Its texts, in split order.
+        label_names: Label names by id.
+    """
+
+    batches: object
+    labels: list[int]
+    texts: list[str]
+    label_names: list[str]
+
+
+def run_callbacks(
+    config,
+    train_batches,
+    global_batch: int,
+    validation: ValidationSplit,
+    checkpointer,
+    log_dir,
+    start,
+):
+    """Returns the callbacks a run adds to `train`'s, in the order they must run.
+
+    `ValidationSummaries` adds `val_macro_f1` and `val_weighted_f1` to the epoch logs,
+    so it comes before `BestEpoch`, which may monitor them. What each callback holds
+    back for an epoch or a step is written by a hook of the checkpointer, so it is
+    saved together with that step's checkpoint.
+
+    Args:
+        config: The run's resolved `FitConfig`.
+        train_batches: The training `tf_data.Batches`.
+        global_batch: Examples per step, over every replica.
+        validation: The validation split.
+        checkpointer: The run's `checkpointing.Checkpointer`; hooks are added to it.
+        log_dir: The run's TensorBoard folder.
+        start: Where training starts (a resumed run's history counts for best epochs).
+    """
+    from tf_finetune import best_epoch, freezing, modeling, optimization, summaries
+
+    step_summaries = summaries.StepSummaries(
+        log_dir, config.log_steps, train_batches.steps, global_batch
+    )
+    validation_summaries = summaries.ValidationSummaries(
+        validation.batches, validation.labels, validation.texts, validation.label_names, log_dir
+    )
+    callbacks = [step_summaries, validation_summaries]
+    checkpointer.after_save += [step_summaries.flush, validation_summaries.flush]
+    if config.restore_best:
+        keeper = best_epoch.BestEpoch(
+            checkpointer, config.monitor, config.early_stopping_patience, start.history
+        )
+        callbacks.append(keeper)  # after the callback that adds val_macro_f1
+        checkpointer.after_save.append(keeper.flush)
+    if config.gradient_accumulation_steps > 1:
+        callbacks.append(optimization.AccumulationGroups(train_batches.steps))
+    if config.unfreeze_after is not None:
+        retrace = modeling.use_xla_train_step if config.jit_compile else None
+        callbacks.append(freezing.UnfreezeBase(config.unfreeze_after, retrace))
+    return callbacks
