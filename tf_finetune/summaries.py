@@ -31,6 +31,7 @@ import tensorflow as tf
 import tf_keras
 
 from tf_finetune import evaluation, plots
+from tf_finetune.config import HPARAM_KEYS
 from tf_finetune.errors import ExportError, short_reason
 
 # Mistakes shown per epoch: enough to see a pattern, few enough to read.
@@ -130,36 +131,11 @@ def _learning_rate(optimizer) -> float:
     return float(tf.convert_to_tensor(rate))
 
 
-# The settings shown in the HParams dashboard.
-HPARAMS = (
-    "model",
-    "learning_rate",
-    "optimizer",
-    "weight_decay",
-    "lr_schedule",
-    "warmup_steps",
-    "warmup_ratio",
-    "clip_norm",
-    "gradient_accumulation_steps",
-    "label_smoothing",
-    "class_weights",
-    "freeze_base",
-    "unfreeze_after",
-    "batch_size",
-    "epochs",
-    "max_length",
-    "padding",
-    "mixed_precision",
-    "strategy",
-    "seed",
-)
-
-
 def write_hparams(log_dir: Path, config, global_batch: int) -> None:
     """Writes the run's settings as an HParams session at the root of `log_dir`."""
     from tensorboard.plugins.hparams import api as hp
 
-    values = {name: getattr(config, name) for name in HPARAMS}
+    values = {name: getattr(config, name) for name in HPARAM_KEYS}
     values["global_batch"] = global_batch
     with _writing(log_dir):
         writer = tf.summary.create_file_writer(str(log_dir))
