@@ -50,3 +50,16 @@ def test_300_classes_draw_only_the_most_confused_and_say_so():
     matrix_rows = heading.strip().splitlines()[1:]
     assert len(matrix_rows) == 1 + 25
     assert matrix_rows[0].split() == [labels[i] for i in kept]
+
+
+def test_drawing_leaves_no_global_matplotlib_state(tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    backend, figures = matplotlib.get_backend(), plt.get_fignums()
+    plots.confusion_matrix_png([[3, 1], [0, 4]], ["neg", "pos"], tmp_path / "c.png")
+    plots.training_curves_png({"loss": [0.7, 0.5], "val_loss": [0.6, 0.55]}, tmp_path / "t.png")
+    rows = [{"run": "a", "macro_f1": 0.8, "train_samples_per_second": 50.0}]
+    plots.comparison_png(rows, tmp_path / "p.png")
+    assert (matplotlib.get_backend(), plt.get_fignums()) == (backend, figures)
+    assert all(Image.open(tmp_path / name).size[0] >= 400 for name in ("c.png", "t.png", "p.png"))

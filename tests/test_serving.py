@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -251,3 +253,22 @@ def test_report_refuses_one_column_as_text_and_label(run, tmp_path):
     )
     assert result.exit_code == 2
     assert "--label-column 'text' is also the text column" in result.output
+
+
+def test_commands_print_no_tensorflow_log_lines_unless_debug(run):
+    import subprocess
+    import sys
+
+    def stderr_of(*flags):
+        command = [sys.executable, "-m", "tf_finetune", *flags, "predict", str(run.run_dir)]
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+        done = subprocess.run(
+            [*command, "--text", "a good film"], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[1].startswith("a good film,pos,")
+        return done.stderr
+
+    tensorflow_lines = re.compile(r"^(?:[IWEF]\d{4} |WARNING: All log messages)", re.M)
+    assert not tensorflow_lines.search(stderr_of())
+    assert tensorflow_lines.search(stderr_of("--debug"))

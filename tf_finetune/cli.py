@@ -11,13 +11,13 @@ import os
 import signal
 import sys
 import threading
-from contextlib import nullcontext
+from contextlib import contextmanager
 
 import click
 
 from tf_finetune import __version__
 from tf_finetune.config import FIELDS, field_kind, load_config
-from tf_finetune.errors import ExportError, Stopped, TfFinetuneError, short_reason
+from tf_finetune.errors import Stopped, TfFinetuneError
 
 
 class _FailedCommand(click.ClickException):
@@ -41,6 +41,40 @@ def _reports_errors(command):
             raise _FailedCommand(error) from None
 
     return wrapper
+
+
+def _loads_tensorflow(command):
+    """Imports TensorFlow before the command, keeping its C++ log lines off the terminal.
+
+    TensorFlow writes start-up lines (oneDNN notices, "failed call to cuInit") to the
+    process's standard error before its logging is set up, whatever the log level, so
+    standard error is pointed at /dev/null for the import; later C++ lines are held
+    back by `TF_CPP_MIN_LOG_LEVEL=3`. `--debug` shows them all.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        if not click.get_current_context().find_root().params.get("debug"):
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+            with _silenced_stderr():
+                import tensorflow  # noqa: F401
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+@contextmanager
+def _silenced_stderr():
+    """Points file descriptor 2 at /dev/null for the block (C++ writes there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _config_options(command):
@@ -141,6 +175,7 @@ def _stop_on_signals(context: click.Context) -> None:
 )
 @_config_options
 @_reports_errors
+@_loads_tensorflow
 def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> None:
     """Fine-tune a checkpoint, report on the test split and export a SavedModel.
 
@@ -192,6 +227,7 @@ def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> No
 @click.option("--overwrite", is_flag=True, help="Train every run again from scratch.")
 @_config_options
 @_reports_errors
+@_loads_tensorflow
 def compare(configs, models, config_file, resume, overwrite, **options) -> None:
     """Fine-tune several checkpoints or configs on the same data and tabulate the results.
 
@@ -201,17 +237,12 @@ def compare(configs, models, config_file, resume, overwrite, **options) -> None:
     comparison.png: macro F1, accuracy, train samples/s, inference texts/s, parameter
     count and wall time of each run.
     """
-    import time
-    from pathlib import Path
-
     from tf_finetune import compare as comparison
 
     if configs and config_file:
         raise click.UsageError("--config goes with --models; config files replace it.")
     names = [m.strip() for m in models.split(",") if m.strip()] if models else []
-    folder = Path(options.get("output_dir") or "saved_models") / (
-        options.get("run_name") or time.strftime("compare-%Y%m%d-%H%M%S")
-    )
+    folder = comparison.comparison_folder(options.get("output_dir"), options.get("run_name"))
     entries = comparison.plan(list(configs), names, config_file, options, folder)
     rows = comparison.compare(entries, folder, resume=resume, overwrite=overwrite)
     click.echo("\n" + comparison.markdown_table(rows))
@@ -231,6 +262,7 @@ def compare(configs, models, config_file, resume, overwrite, **options) -> None:
     help="Address to listen on; 0.0.0.0 serves other machines too.",
 )
 @_reports_errors
+@_loads_tensorflow
 def tensorboard(runs_dir: str, port: int, host: str) -> None:
     """Start TensorBoard over the runs in RUNS_DIR (default: saved_models)."""
     from tf_finetune.dashboard import tensorboard as server
@@ -288,6 +320,7 @@ def _column_options(command):
 )
 @_batch_size_option
 @_reports_errors
+@_loads_tensorflow
 def predict(
     model_dir, texts, input_file, input_format, text_column, text_pair_column, output, batch_size
 ):
@@ -298,58 +331,31 @@ def predict(
     """
     from pathlib import Path
 
-    from tf_finetune import atomic, serving
+    from tf_finetune import serving
 
     if bool(texts) == bool(input_file):
         raise click.UsageError("Give either --text (one or more) or --input.")
-    suffix = Path(output).suffix.lower() if output else ".csv"
-    if suffix not in serving.OUTPUT_FORMATS:
+    if output and Path(output).suffix.lower() not in serving.OUTPUT_FORMATS:
         raise click.UsageError("--output must end in .csv or .jsonl.")
     if output and not Path(output).parent.is_dir():
         raise click.UsageError(
             f"--output's folder {Path(output).parent} does not exist. Create it first."
         )
-    model = serving.ExportedModel(model_dir)
-    if texts:
-        import pandas as pd
-
-        batches = iter([pd.DataFrame({text_column: list(texts)})])
-        total, source = len(texts), "--text"
-    else:
-        batches = serving.iter_batches(
-            input_file,
-            text_column,
-            text_pair_column,
-            batch_size=batch_size,
+    total = len(texts) if texts else serving.estimate_rows(input_file)
+    with click.progressbar(
+        length=total or 0, label="Predicting", file=sys.stderr, show_pos=True
+    ) as bar:
+        count = serving.predict(
+            model_dir,
+            output or sys.stdout,
+            texts=list(texts) or None,
+            input_file=input_file,
             input_format=input_format,
+            text_column=text_column,
+            pair_column=text_pair_column,
+            batch_size=batch_size,
+            on_batch=bar.update,
         )
-        total = serving.estimate_rows(input_file)
-        source = "standard input" if input_file == serving.STDIN else input_file
-    try:
-        with (
-            atomic.replaced_file(Path(output)) if output else nullcontext(sys.stdout) as handle,
-            click.progressbar(
-                length=total or 0, label="Predicting", file=sys.stderr, show_pos=True
-            ) as bar,
-        ):
-            count = serving.predict_file(
-                model,
-                batches,
-                handle,
-                suffix,
-                text_column,
-                text_pair_column,
-                on_batch=bar.update,
-                source=source,
-            )
-    except OSError as error:
-        raise ExportError(
-            f"Cannot write {output}: {short_reason(error)}. {output} was left as it was."
-        ) from None
-    except TfFinetuneError as error:
-        if output:
-            error.args = (f"{error}".rstrip(".") + f". {output} was left as it was.",)
-        raise
     if output:
         click.echo(f"Wrote {count} predictions to {output}.", err=True)
 
@@ -374,6 +380,7 @@ def predict(
 )
 @_batch_size_option
 @_reports_errors
+@_loads_tensorflow
 def report(
     model_dir, data_file, text_column, text_pair_column, label_column, output_dir, batch_size
 ):
@@ -382,7 +389,6 @@ def report(
     Writes report.json, report.txt, confusion_matrix.png and misclassified.csv, from the
     SavedModel alone.
     """
-    from pathlib import Path
 
     from tf_finetune import serving
 
@@ -390,24 +396,18 @@ def report(
         raise click.UsageError(
             f"--label-column {label_column!r} is also the text column. Give each its own."
         )
-    model = serving.ExportedModel(model_dir)
-    batches = serving.iter_batches(
-        data_file, text_column, text_pair_column, label_column, batch_size
-    )
     total = serving.estimate_rows(data_file) or 0
     with click.progressbar(length=total, label="Scoring", file=sys.stderr, show_pos=True) as bar:
-        result = serving.report_file(
-            model,
-            batches,
-            text_column,
-            label_column,
-            text_pair_column,
+        result, directory = serving.report(
+            model_dir,
             data_file,
+            output_dir,
+            text_column=text_column,
+            label_column=label_column,
+            pair_column=text_pair_column,
+            batch_size=batch_size,
             on_batch=bar.update,
         )
-    name = Path(data_file).name.split(".")[0]
-    directory = Path(output_dir) if output_dir else Path(model_dir) / "reports" / name
-    serving.write_report_dir(result, directory)
     click.echo(result["text"])
     click.echo(
         f"Misclassified: {len(result['misclassified']['texts'])} of "

@@ -52,6 +52,12 @@ class Entry:
     config: FitConfig
 
 
+def comparison_folder(output_dir: str | None = None, name: str | None = None) -> Path:
+    """Returns the comparison's folder: `output_dir/name` [default:
+    saved_models/compare-<timestamp>]."""
+    return Path(output_dir or "saved_models") / (name or time.strftime("compare-%Y%m%d-%H%M%S"))
+
+
 def plan(
     config_files: list[str],
     models: list[str],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 
 from tf_finetune.errors import DependencyError
 
@@ -34,8 +33,6 @@ def check_environment() -> None:
             f"{versions['tensorflow']}. Install the same minor version: "
             f"pip install 'tf-keras=={'.'.join(versions['tensorflow'].split('.')[:2])}.*'"
         )
-    # Keep TensorFlow's C++ start-up chatter out of the user's terminal.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _major(version: str) -> int:

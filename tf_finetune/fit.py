@@ -16,6 +16,7 @@ one needs:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -115,7 +116,8 @@ def fit(
     else:
         run = run_dir.scratch(path, resume=resume)
     try:
-        result = _run(config, run, strategy, verbose)
+        with _determinism(config.deterministic):
+            result = _run(config, run, strategy, verbose)
     except OSError as error:
         note = run.abandon()
         raise ExportError(
@@ -166,13 +168,30 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
 
 
 def _seed(config: FitConfig) -> None:
-    import tensorflow as tf
+    """Seeds Python's, NumPy's and TensorFlow's global generators, as Keras does.
+
+    Data order, initialisation and dropout all follow the seed.
+    """
     import tf_keras
 
-    # Data order, initialisation and dropout all follow the seed.
     tf_keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def _determinism(enabled: bool):
+    """Turns on TensorFlow's op determinism for the run, and back off after it."""
+    if not enabled:
+        yield
+        return
+    from tensorflow.python.framework import config as tf_config
+
+    was_enabled = tf_config.is_op_determinism_enabled()
+    tf_config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            tf_config.disable_op_determinism()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Pictures of evaluation results, written as PNG files."""
+"""Pictures of evaluation results, written as PNG files.
+
+Figures are drawn on `matplotlib.figure.Figure` objects, never through pyplot, so
+drawing leaves no global state behind: a notebook's backend and open figures are
+untouched.
+"""
 
 from __future__ import annotations
 
@@ -34,10 +39,7 @@ def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path 
     With more than `MAX_DRAWN_CLASSES` classes it draws the most confused ones and says
     so in the title; `report.json` keeps the whole matrix.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     title = "Confusion matrix"
     if len(labels) > MAX_DRAWN_CLASSES:
@@ -46,7 +48,8 @@ def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path 
         matrix = [[matrix[i][j] for j in kept] for i in kept]
         labels = [labels[i] for i in kept]
     size = max(4.0, 0.6 * len(labels) + 2.5)
-    figure, axes = plt.subplots(figsize=(size, size), dpi=100)
+    figure = Figure(figsize=(size, size), dpi=100)
+    axes = figure.subplots()
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
@@ -61,17 +64,14 @@ def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path 
             axes.text(j, i, str(count), ha="center", va="center", color=colour)
     figure.tight_layout()
     figure.savefig(path, format="png")
-    plt.close(figure)
 
 
 def training_curves_png(history: dict[str, list[float]], path: Path | BinaryIO) -> None:
     """Draws loss and accuracy per epoch, training against validation, side by side."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, panels = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    figure = Figure(figsize=(10, 4), dpi=100)
+    panels = figure.subplots(1, 2)
     for axes, metric in zip(panels, ("loss", "accuracy"), strict=True):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             values = history.get(key, [])
@@ -82,15 +82,11 @@ def training_curves_png(history: dict[str, list[float]], path: Path | BinaryIO) 
         axes.legend()
     figure.tight_layout()
     figure.savefig(path, format="png")
-    plt.close(figure)
 
 
 def comparison_png(rows: list[dict], path: Path | BinaryIO) -> None:
     """Draws each run's macro F1, training speed and inference speed as bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     panels = (
         ("macro_f1", "macro F1"),
@@ -99,7 +95,8 @@ def comparison_png(rows: list[dict], path: Path | BinaryIO) -> None:
     )
     names = [row["run"] for row in rows]
     height = max(3.0, 0.5 * len(rows) + 1.5)
-    figure, axes_row = plt.subplots(1, len(panels), figsize=(12, height), dpi=100, sharey=True)
+    figure = Figure(figsize=(12, height), dpi=100)
+    axes_row = figure.subplots(1, len(panels), sharey=True)
     for axes, (key, title) in zip(axes_row, panels, strict=True):
         values = [row.get(key) or 0.0 for row in rows]
         bars = axes.barh(range(len(rows)), values, color="tab:blue")
@@ -110,7 +107,6 @@ def comparison_png(rows: list[dict], path: Path | BinaryIO) -> None:
     axes_row[0].invert_yaxis()
     figure.tight_layout()
     figure.savefig(path, format="png")
-    plt.close(figure)
 
 
 def _bar_label(value) -> str:

@@ -6,6 +6,7 @@ Only TensorFlow is needed to run the model: the export tokenizes raw text itself
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import shutil
@@ -18,7 +19,14 @@ import pandas as pd
 from google.protobuf.message import DecodeError
 
 from tf_finetune import data_files
-from tf_finetune.errors import DataError, ExportError, first_line, short_reason
+from tf_finetune.errors import (
+    ConfigError,
+    DataError,
+    ExportError,
+    TfFinetuneError,
+    first_line,
+    short_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +193,118 @@ def _text_lines(path: Path, column: str, batch_size: int) -> Iterator[pd.DataFra
                 batch = []
         if batch:
             yield pd.DataFrame({column: batch})
+
+
+def predict(
+    model_dir: str | Path,
+    output=None,
+    *,
+    texts: list[str] | None = None,
+    input_file: str | Path | None = None,
+    input_format: str | None = None,
+    text_column: str = "text",
+    pair_column: str | None = None,
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Classifies `texts` or the rows of `input_file` with an export; what `predict` runs.
+
+    Args:
+        model_dir: A run directory or SavedModel version folder.
+        output: A `.csv` or `.jsonl` path, replaced only once every prediction is
+            written, or an open text stream (CSV).
+        texts: Texts to classify, instead of `input_file`.
+        input_file: A .csv, .tsv, .jsonl or .txt file, or "-" for standard input.
+        input_format: The input's format when its name does not tell (`INPUT_FORMATS`).
+        text_column: Column of the texts.
+        pair_column: Column of the second texts, for pair models.
+        batch_size: Texts per call of the model.
+        on_batch: Called with the number of rows of each batch written.
+
+    Returns:
+        The number of predictions written.
+
+    Raises:
+        DataError: The input cannot be read; a path `output` is then left as it was.
+        ExportError: The SavedModel cannot be loaded, or `output` cannot be written.
+    """
+    from tf_finetune import atomic
+
+    model = ExportedModel(model_dir)
+    if texts is not None:
+        batches = iter([pd.DataFrame({text_column: list(texts)})])
+        source = "--text"
+    else:
+        batches = iter_batches(
+            input_file, text_column, pair_column, batch_size=batch_size, input_format=input_format
+        )
+        source = "standard input" if str(input_file) == STDIN else str(input_file)
+    if output is None or not isinstance(output, str | Path):
+        stream = output if output is not None else io.StringIO()
+        return predict_file(
+            model, batches, stream, ".csv", text_column, pair_column, on_batch, source
+        )
+    path = Path(output)
+    try:
+        with atomic.replaced_file(path) as handle:
+            return predict_file(
+                model,
+                batches,
+                handle,
+                path.suffix.lower(),
+                text_column,
+                pair_column,
+                on_batch,
+                source,
+            )
+    except OSError as error:
+        raise ExportError(
+            f"Cannot write {path}: {short_reason(error)}. {path} was left as it was."
+        ) from None
+    except TfFinetuneError as error:  # bad input, or stopped by a signal
+        error.args = (f"{first_line(error)}. {path} was left as it was.",)
+        raise
+
+
+def report(
+    model_dir: str | Path,
+    data_file: str | Path,
+    output_dir: str | Path | None = None,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    pair_column: str | None = None,
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[dict, Path]:
+    """Scores an export on a labelled file and writes the report folder; what `report` runs.
+
+    Args:
+        model_dir: A run directory or SavedModel version folder.
+        data_file: A labelled .csv, .tsv, .jsonl, .json or .parquet file.
+        output_dir: The report folder, which must not exist [default:
+            `<model_dir>/reports/<data file name>`].
+        text_column: Column of the texts.
+        label_column: Column of the true labels.
+        pair_column: Column of the second texts, for pair models.
+        batch_size: Texts per call of the model.
+        on_batch: Called with the number of rows of each batch scored.
+
+    Returns:
+        `report_file`'s result and the folder written.
+    """
+    if label_column in (text_column, pair_column):
+        raise ConfigError(
+            f"The label column {label_column!r} is also a text column. Give each its own."
+        )
+    model = ExportedModel(model_dir)
+    batches = iter_batches(data_file, text_column, pair_column, label_column, batch_size)
+    result = report_file(
+        model, batches, text_column, label_column, pair_column, str(data_file), on_batch
+    )
+    name = Path(data_file).name.split(".")[0]
+    directory = Path(output_dir) if output_dir else Path(model_dir) / "reports" / name
+    return result, write_report_dir(result, directory)
 
 
 def predict_file(
