@@ -65,7 +65,13 @@ def test_each_epoch_logs_scores_equal_to_scikit_learns_on_the_same_predictions(
     compile_model(model, 1e-3)
     callback = summaries.ValidationSummaries(batches, labels, texts, LABELS, tmp_path)
     callback.set_model(model)
-    callback.on_epoch_end(3)
+    logs = {"loss": 0.5}
+    callback.on_epoch_end(3, logs)
+    # One prediction gives what Keras' own validation pass would have.
+    keras_loss, keras_accuracy = model.evaluate(batches.dataset, verbose=0)
+    assert logs["val_loss"] == pytest.approx(keras_loss, abs=1e-5)
+    assert logs["val_accuracy"] == pytest.approx(keras_accuracy, abs=1e-6)
+    assert set(logs) == {"loss", "val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1"}
     assert not read_tensors(tmp_path / "validation")  # held back until the checkpoint
     callback.flush()
     callback.on_train_end()

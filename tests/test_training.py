@@ -7,7 +7,7 @@ import pytest
 from tf_finetune.checkpointing import Checkpointer, ResumePoint
 from tf_finetune.modeling import build_model, compile_model, load_model_config
 from tf_finetune.tf_data import grouped_batches
-from tf_finetune.training import train
+from tf_finetune.training import ValidationSplit, train
 
 
 @pytest.fixture
@@ -24,7 +24,12 @@ def trained(tiny_checkpoint, tmp_path, caplog):
     )
     names = ["input_ids", "attention_mask"]
     train_batches = grouped_batches(split, names, {}, 8, group=True, epochs=3, seed=0)
-    validation = grouped_batches(split, names, {}, 8, group=True)
+    validation = ValidationSplit(
+        grouped_batches(split, names, {}, 8, group=True),
+        split["labels"][:],
+        [f"text {i}" for i in range(32)],
+        ["neg", "pos"],
+    )
     with caplog.at_level(logging.INFO, logger="tf_finetune"):
         result = train(
             model,

@@ -13,8 +13,8 @@ from sklearn.metrics import classification_report, confusion_matrix
 from tf_finetune import plots
 
 
-def predict_probabilities(model, batches) -> np.ndarray:
-    """Returns class probabilities `[N, C]` in split order.
+def predict_logits(model, batches) -> np.ndarray:
+    """Returns float32 logits `[N, C]` in split order.
 
     Args:
         model: A Keras classifier returning `logits`.
@@ -22,8 +22,17 @@ def predict_probabilities(model, batches) -> np.ndarray:
     """
     features = batches.dataset.map(lambda x, y: x)
     logits = model.predict(features, verbose=0)["logits"]
-    probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy()
-    return batches.restore_order(probabilities)
+    return batches.restore_order(np.asarray(logits, np.float32))
+
+
+def probabilities_of(logits: np.ndarray) -> np.ndarray:
+    """Softmax of float32 logits."""
+    return tf.nn.softmax(logits, axis=-1).numpy()
+
+
+def predict_probabilities(model, batches) -> np.ndarray:
+    """Returns class probabilities `[N, C]` in split order (see `predict_logits`)."""
+    return probabilities_of(predict_logits(model, batches))
 
 
 def build_report(y_true, probabilities: np.ndarray, label_names: list[str]) -> dict:

@@ -384,12 +384,12 @@ def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: in
             inputs.data.label_names,
         )
         callbacks = training.run_callbacks(
-            config, train_batches, plan.global_batch, split, checkpointer, log_dir, start
+            config, train_batches, plan.global_batch, checkpointer, log_dir, start
         )
         result = training.train(
             model,
             train_batches,
-            validation,
+            split,
             config.epochs,
             log_dir,
             checkpointer,

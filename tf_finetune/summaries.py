@@ -1,8 +1,10 @@
 """TensorBoard summaries of a run beyond Keras' own: a full evaluation every epoch.
 
-After each epoch `ValidationSummaries` predicts the validation split, adds
-`val_macro_f1` and `val_weighted_f1` to the epoch's logs (for early stopping and the
-history), and logs, under `<run>/logs/validation` at the epoch's step:
+After each epoch `ValidationSummaries` predicts the validation split, once: it puts
+Keras' `val_loss` and `val_accuracy` and its own `val_macro_f1` and `val_weighted_f1`
+into the epoch's logs (for early stopping, the history and Keras' TensorBoard
+callback; Keras itself does not validate), and logs, under `<run>/logs/validation` at
+the epoch's step:
 - scikit-learn's accuracy, macro and weighted precision, recall and F1, and each
   class's F1 (the notebook's `compute_metrics`), as scalars named `eval_*`;
 - the confusion matrix as an image (`confusion_matrix`);
@@ -164,6 +166,21 @@ def _writing(log_dir: Path):
         ) from None
 
 
+def validation_logs(loss, y_true, logits: np.ndarray, report: dict) -> dict[str, float]:
+    """Returns Keras' `val_loss` and `val_accuracy`, and the F1 scores, from one prediction.
+
+    Keras averages each batch's loss weighted by its size: the mean over examples of
+    the loss's per-example values, which is what this computes.
+    """
+    per_example = loss.call(tf.constant(y_true), tf.constant(logits))
+    return {
+        "val_loss": float(tf.reduce_mean(per_example)),
+        "val_accuracy": float(report["accuracy"]),
+        "val_macro_f1": float(report["macro avg"]["f1-score"]),
+        "val_weighted_f1": float(report["weighted avg"]["f1-score"]),
+    }
+
+
 class ValidationSummaries(tf_keras.callbacks.Callback):
     """Scores the validation split after each epoch and logs the scores to TensorBoard.
 
@@ -188,12 +205,12 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
         self._pending = None
 
     def on_epoch_end(self, epoch, logs=None):
-        probabilities = evaluation.predict_probabilities(self.model, self._batches)
+        logits = evaluation.predict_logits(self.model, self._batches)
+        probabilities = evaluation.probabilities_of(logits)
         report = evaluation.build_report(self._y_true, probabilities, self._labels)
         self._pending = (epoch, report, probabilities)
         if logs is not None:  # for the callbacks after this one: early stopping, history
-            logs["val_macro_f1"] = float(report["macro avg"]["f1-score"])
-            logs["val_weighted_f1"] = float(report["weighted avg"]["f1-score"])
+            logs.update(validation_logs(self.model.loss, self._y_true, logits, report))
 
     def flush(self) -> None:
         """Writes the last epoch's summaries; call it when its checkpoint is complete."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras
 
-from tf_finetune import checkpointing, interruption, throughput
+from tf_finetune import checkpointing, interruption, summaries, throughput
 from tf_finetune.errors import TrainingInterrupted, WorkerLost, first_line
 
 logger = logging.getLogger(__name__)
@@ -52,10 +52,27 @@ class TrainResult:
     stats: dict
 
 
+@dataclasses.dataclass(frozen=True)
+class ValidationSplit:
+    """The validation split as the per-epoch evaluation needs it.
+
+    Attributes:
+        batches: Its `tf_data.Batches`, in evaluation order.
+        labels: Its label ids, in split order.
+        texts: Its texts, in split order.
+        label_names: Label names by id.
+    """
+
+    batches: object
+    labels: list[int]
+    texts: list[str]
+    label_names: list[str]
+
+
 def train(
     model,
     train_batches,
-    validation_batches,
+    validation: ValidationSplit,
     epochs: int,
     log_dir: Path,
     checkpointer: checkpointing.Checkpointer,
@@ -70,7 +87,8 @@ def train(
         model: A compiled Keras model, built under the run's strategy scope.
         train_batches: `tf_data.Batches` of shuffled training batches for `epochs`,
             starting at `start.global_step`.
-        validation_batches: `tf_data.Batches` of validation batches.
+        validation: The validation split, predicted once after each epoch by
+            `summaries.ValidationSummaries` for the `val_*` metrics and its summaries.
         epochs: Passes over the training data.
         log_dir: Where TensorBoard writes `train/` and `validation/` event files.
         checkpointer: Saves the training state every `checkpoint_steps` steps and at
@@ -78,8 +96,9 @@ def train(
         checkpoint_steps: Optimizer steps between checkpoints.
         start: Where training starts: `ResumePoint.start()`, or a restored checkpoint's.
         verbose: Keras progress output (0 silent, 1 progress bar, 2 a line per epoch).
-        extra_callbacks: More Keras callbacks (`summaries`), run before the checkpoint
-            callback, so a point recorded at a step is flushed with that step's checkpoint.
+        extra_callbacks: More Keras callbacks (`run_callbacks`), run after validation
+            and before the checkpoint callback, so a point recorded at a step is flushed
+            with that step's checkpoint.
 
     Returns:
         A `TrainResult`; its history holds every epoch, those before `start` included.
@@ -89,12 +108,17 @@ def train(
         TrainingDiverged: The loss became NaN or infinite.
     """
     monitor = throughput.ThroughputMonitor(train_batches)
+    scorer = summaries.ValidationSummaries(
+        validation.batches, validation.labels, validation.texts, validation.label_names, log_dir
+    )
+    checkpointer.after_save.append(scorer.flush)
     with interruption.StopSignals() as signals:
         saver = checkpointing.TrainingCheckpoint(
             checkpointer, train_batches.steps, checkpoint_steps, start, signals, monitor
         )
         callbacks = [
             monitor,  # first, so the callbacks after it see its figures in the logs
+            scorer,  # puts the val_* metrics into the logs of the callbacks after it
             *extra_callbacks,  # before the saver: what they hold by a step is saved with it
             saver,  # before TensorBoard: an epoch is logged only once it is saved
             tf_keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch"),
@@ -103,7 +127,6 @@ def train(
         try:
             model.fit(
                 train_batches.dataset,
-                validation_data=validation_batches.dataset,
                 initial_epoch=start.epoch,
                 epochs=epochs,
                 steps_per_epoch=train_batches.steps,
@@ -139,63 +162,34 @@ def _unhealthy_tasks(error: Exception) -> str:
     return ", ".join(f"{kind} {index}" for kind, index in tasks) + " stopped answering"
 
 
-@dataclasses.dataclass(frozen=True)
-class ValidationSplit:
-    """The validation split as the per-epoch evaluation needs it.
-
-    Attributes:
-        batches: Its `tf_data.Batches`, in evaluation order.
-        labels: Its label ids, in split order.
-        texts: Its texts, in split order.
-        label_names: Label names by id.
-    """
-
-    batches: object
-    labels: list[int]
-    texts: list[str]
-    label_names: list[str]
-
-
-def run_callbacks(
-    config,
-    train_batches,
-    global_batch: int,
-    validation: ValidationSplit,
-    checkpointer,
-    log_dir,
-    start,
-):
+def run_callbacks(config, train_batches, global_batch: int, checkpointer, log_dir, start):
     """Returns the callbacks a run adds to `train`'s, in the order they must run.
 
-    `ValidationSummaries` adds `val_macro_f1` and `val_weighted_f1` to the epoch logs,
-    so it comes before `BestEpoch`, which may monitor them. What each callback holds
-    back for an epoch or a step is written by a hook of the checkpointer, so it is
-    saved together with that step's checkpoint.
+    `train` validates before these run, so `BestEpoch` finds the metric it monitors.
+    What each callback holds back for an epoch or a step is written by a hook of the
+    checkpointer, so it is saved together with that step's checkpoint.
 
     Args:
         config: The run's resolved `FitConfig`.
         train_batches: The training `tf_data.Batches`.
         global_batch: Examples per step, over every replica.
-        validation: The validation split.
         checkpointer: The run's `checkpointing.Checkpointer`; hooks are added to it.
         log_dir: The run's TensorBoard folder.
         start: Where training starts (a resumed run's history counts for best epochs).
     """
-    from tf_finetune import best_epoch, freezing, modeling, optimization, summaries
+    from tf_finetune import best_epoch, freezing, modeling, optimization
 
     step_summaries = summaries.StepSummaries(
         log_dir, config.log_steps, train_batches.steps, global_batch
     )
-    validation_summaries = summaries.ValidationSummaries(
-        validation.batches, validation.labels, validation.texts, validation.label_names, log_dir
-    )
-    callbacks = [step_summaries, validation_summaries]
-    checkpointer.after_save += [step_summaries.flush, validation_summaries.flush]
+    callbacks = [step_summaries]
+    checkpointer.after_save.append(step_summaries.flush)
     if config.restore_best:
+        # `train` validates before these callbacks run: the monitored metric is there.
         keeper = best_epoch.BestEpoch(
             checkpointer, config.monitor, config.early_stopping_patience, start.history
         )
-        callbacks.append(keeper)  # after the callback that adds val_macro_f1
+        callbacks.append(keeper)
         checkpointer.after_save.append(keeper.flush)
     if config.gradient_accumulation_steps > 1:
         callbacks.append(optimization.AccumulationGroups(train_batches.steps))
