@@ -15,13 +15,14 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tf_finetune import modeling, packaged
-from tf_finetune.optimization import FusedAdam, create_slots
+from tf_finetune.data import packaged
+from tf_finetune.modeling import models
+from tf_finetune.modeling.optimization import FusedAdam, create_slots
 
 
 def main() -> None:
     path = str(packaged.model_path("packaged:all-MiniLM-L6-v2"))
-    model = modeling.build_model(path, modeling.load_model_config(path, ["neg", "pos"]))
+    model = models.build_model(path, models.load_model_config(path, ["neg", "pos"]))
     variables = model.trainable_variables
     table = next(i for i, v in enumerate(variables) if "word_embeddings" in v.name)
     rng = np.random.default_rng(0)

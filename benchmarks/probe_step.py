@@ -39,16 +39,10 @@ def probe(variant: str, steps: int, data: Path) -> dict:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     import tf_keras
 
-    from tf_finetune import (
-        config,
-        losses,
-        modeling,
-        optimization,
-        tf_data,
-        throughput,
-        tokenization,
-    )
-    from tf_finetune import data as data_stage
+    from tf_finetune import config
+    from tf_finetune.data import batching, loading, tokenization
+    from tf_finetune.modeling import losses, models, optimization
+    from tf_finetune.training import throughput
 
     settings = config.load_config(
         None,
@@ -59,21 +53,21 @@ def probe(variant: str, steps: int, data: Path) -> dict:
         },
     )
     tf_keras.utils.set_random_seed(0)
-    path = modeling.resolve_model_path(settings.model)
-    loaded = data_stage.load_data(settings)
+    path = models.resolve_model_path(settings.model)
+    loaded = loading.load_data(settings)
     tokenizer = tokenization.load_tokenizer(path)
     tokens = tokenization.tokenize(loaded.splits, tokenizer, "auto", "grouped", 512)
-    batches = tf_data.grouped_batches(
+    batches = batching.grouped_batches(
         tokens.splits["train"],
         tokens.input_names,
-        tf_data.pad_values(tokenizer),
+        batching.pad_values(tokenizer),
         32,
         group=True,
         seed=0,
         pad_to_multiple_of=8 if variant == "pad_multiple_8" else 1,
         max_length=tokens.max_length,
     )
-    model = modeling.build_model(path, modeling.load_model_config(path, loaded.label_names))
+    model = models.build_model(path, models.load_model_config(path, loaded.label_names))
     if variant in ("keras_adam", "jit_compile", "steps_per_execution_4"):
         model.compile(
             optimizer=tf_keras.optimizers.Adam(5e-5)
@@ -87,7 +81,7 @@ def probe(variant: str, steps: int, data: Path) -> dict:
         if variant != "keras_adam":
             optimization.create_slots(model.optimizer, model.trainable_variables)
     else:
-        modeling.compile_model(model, 5e-5)
+        models.compile_model(model, 5e-5)
     monitor = throughput.ThroughputMonitor(batches)
     start = time.perf_counter()
     model.fit(batches.dataset, epochs=1, steps_per_epoch=batches.steps, callbacks=[monitor])

@@ -22,7 +22,7 @@ SEED = 42
 
 
 def minilm_path() -> str:
-    from tf_finetune import packaged
+    from tf_finetune.data import packaged
 
     return str(packaged.model_path("packaged:all-MiniLM-L6-v2"))
 

@@ -201,7 +201,8 @@ def test_every_field_declares_its_roles():
 
 
 def test_the_role_lists_are_derived_from_the_fields():
-    from tf_finetune import best_epoch, config
+    from tf_finetune import config
+    from tf_finetune.training import best_epoch
 
     assert set(config.RESUMABLE_CHANGES) == {
         "epochs", "checkpoint_steps", "log_steps", "output_dir", "run_name",

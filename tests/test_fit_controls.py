@@ -9,9 +9,10 @@ import tensorflow as tf
 import yaml
 from sklearn.metrics import f1_score
 
-from tf_finetune import best_epoch, schedules
 from tf_finetune.config import load_config
-from tf_finetune.fit import fit
+from tf_finetune.modeling import schedules
+from tf_finetune.pipeline import fit
+from tf_finetune.training import best_epoch
 
 CONTROLS = {
     "optimizer": "adamw",
@@ -72,7 +73,7 @@ def test_the_export_is_the_best_epochs_model(run):
     best = best_epoch.best_index(values, "val_macro_f1")
     assert run.report["model_epoch"]["epoch"] == best + 1
     assert f"Model of epoch {best + 1} of {len(values)} trained" in run.report_text
-    from tf_finetune.serving import ExportedModel
+    from tf_finetune.serving.prediction import ExportedModel
 
     model = ExportedModel(run.saved_model_dir)
     with open(run.run_dir.parent.parent / "validation.csv", encoding="utf-8") as handle:
@@ -112,7 +113,7 @@ def test_deterministic_runs_with_one_seed_give_the_same_metrics(tiny_checkpoint,
 
 
 def test_a_run_that_stopped_early_is_finished_on_resume():
-    from tf_finetune.fit import _finished
+    from tf_finetune.pipeline import _finished
 
     config = load_config(overrides={"epochs": 5, "early_stopping_patience": 2})
     assert _finished(config, 3, {"val_macro_f1": [0.9, 0.8, 0.7]})  # stopped after epoch 3

@@ -21,7 +21,8 @@ BATCHES_SCRIPT = textwrap.dedent(
     import datasets
     import numpy as np
     import tensorflow as tf
-    from tf_finetune import distribution, tf_data
+    from tf_finetune.runtime import distribution
+    from tf_finetune.data import batching
 
     strategy = distribution.select_strategy("mirrored", "CPU:0,CPU:1")
     lengths = [3, 5, 4, 7, 2, 6, 5, 3, 4, 6]  # 10 examples: batches of 4, 4 and 2
@@ -30,7 +31,7 @@ BATCHES_SCRIPT = textwrap.dedent(
         "attention_mask": [[1] * n for n in lengths],
         "labels": [i % 2 for i in range(len(lengths))],
     })
-    batches = tf_data.grouped_batches(
+    batches = batching.grouped_batches(
         split, ["input_ids", "attention_mask"], {"input_ids": 0}, 4, group=True, seed=3)
     steps = []
     whole = list(batches.dataset)
@@ -50,7 +51,7 @@ FIT_SCRIPT = textwrap.dedent(
     import json, sys
     import tensorflow as tf
     from tf_finetune.config import load_config
-    from tf_finetune.fit import fit
+    from tf_finetune.pipeline import fit
 
     results = []
     for overrides in json.loads(sys.argv[1]):

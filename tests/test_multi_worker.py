@@ -11,7 +11,7 @@ import tensorflow as tf
 import yaml
 from conftest import tiny_fit_options
 
-from tf_finetune import run_dir
+from tf_finetune.runtime import run_dir
 
 TIMEOUT_SECONDS = 600
 

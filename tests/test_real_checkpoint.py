@@ -10,7 +10,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from tf_finetune.config import load_config
-from tf_finetune.fit import fit
+from tf_finetune.pipeline import fit
 
 pytestmark = [
     pytest.mark.slow,

@@ -3,7 +3,7 @@
 The tiny fit runs 4 epochs of 16 steps (128 rows, batch 8): 64 optimizer steps. With
 `checkpoint_steps=5` it saves after steps 5, 10, 15, at each epoch end (16, 32, ...)
 and every fifth step in between. Faults come from `TF_FINETUNE_FAULT` (see
-`tf_finetune.atomic.fault_point`): an `OSError` raised in-process, or a real SIGKILL /
+`tf_finetune.runtime.atomic.fault_point`): an `OSError` raised in-process, or a real SIGKILL /
 SIGTERM in a subprocess.
 """
 
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tf_finetune import run_dir
 from tf_finetune.config import load_config
 from tf_finetune.errors import (
     CheckpointError,
@@ -26,7 +25,8 @@ from tf_finetune.errors import (
     TrainingDiverged,
     TrainingInterrupted,
 )
-from tf_finetune.fit import fit
+from tf_finetune.pipeline import fit
+from tf_finetune.runtime import run_dir
 
 TOTAL_STEPS = 64
 

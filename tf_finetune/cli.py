@@ -184,12 +184,12 @@ def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> No
     """
     config = load_config(config_file, options)
 
-    from tf_finetune.fit import fit as run_fit
+    from tf_finetune.pipeline import fit as run_fit
 
     quiet = click.get_current_context().find_root().params.get("quiet")
     progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     result = run_fit(config, verbose=progress, resume=resume, overwrite=overwrite)
-    from tf_finetune.throughput import describe
+    from tf_finetune.training.throughput import describe
 
     click.echo("\n" + describe(result.stats))
     if not result.chief:
@@ -237,7 +237,7 @@ def compare(configs, models, config_file, resume, overwrite, **options) -> None:
     comparison.png: macro F1, accuracy, train samples/s, inference texts/s, parameter
     count and wall time of each run.
     """
-    from tf_finetune import compare as comparison
+    from tf_finetune.serving import compare as comparison
 
     if configs and config_file:
         raise click.UsageError("--config goes with --models; config files replace it.")
@@ -265,7 +265,7 @@ def compare(configs, models, config_file, resume, overwrite, **options) -> None:
 @_loads_tensorflow
 def tensorboard(runs_dir: str, port: int, host: str) -> None:
     """Start TensorBoard over the runs in RUNS_DIR (default: saved_models)."""
-    from tf_finetune.dashboard import tensorboard as server
+    from tf_finetune.serving.dashboard import tensorboard as server
 
     board = server(runs_dir, port, host)
     click.echo(f"TensorBoard on http://{host}:{port}/ over {runs_dir}; Ctrl-C stops it.")
@@ -331,21 +331,21 @@ def predict(
     """
     from pathlib import Path
 
-    from tf_finetune import serving
+    from tf_finetune.serving import prediction
 
     if bool(texts) == bool(input_file):
         raise click.UsageError("Give either --text (one or more) or --input.")
-    if output and Path(output).suffix.lower() not in serving.OUTPUT_FORMATS:
+    if output and Path(output).suffix.lower() not in prediction.OUTPUT_FORMATS:
         raise click.UsageError("--output must end in .csv or .jsonl.")
     if output and not Path(output).parent.is_dir():
         raise click.UsageError(
             f"--output's folder {Path(output).parent} does not exist. Create it first."
         )
-    total = len(texts) if texts else serving.estimate_rows(input_file)
+    total = len(texts) if texts else prediction.estimate_rows(input_file)
     with click.progressbar(
         length=total or 0, label="Predicting", file=sys.stderr, show_pos=True
     ) as bar:
-        count = serving.predict(
+        count = prediction.predict(
             model_dir,
             output or sys.stdout,
             texts=list(texts) or None,
@@ -390,15 +390,15 @@ def report(
     SavedModel alone.
     """
 
-    from tf_finetune import serving
+    from tf_finetune.serving import prediction
 
     if label_column in (text_column, text_pair_column):
         raise click.UsageError(
             f"--label-column {label_column!r} is also the text column. Give each its own."
         )
-    total = serving.estimate_rows(data_file) or 0
+    total = prediction.estimate_rows(data_file) or 0
     with click.progressbar(length=total, label="Scoring", file=sys.stderr, show_pos=True) as bar:
-        result, directory = serving.report(
+        result, directory = prediction.report(
             model_dir,
             data_file,
             output_dir,

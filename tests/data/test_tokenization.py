@@ -1,0 +1,86 @@
+"""Tests of tokenization, max_length resolution and truncation."""
+
+import datasets
+import pytest
+
+from tf_finetune.data.tokenization import length_limit, load_tokenizer, tokenize
+from tf_finetune.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_checkpoint):
+    return load_tokenizer(str(tiny_checkpoint))
+
+
+def splits(train_texts, pairs=None):
+    columns = {"text": train_texts, "labels": [0] * len(train_texts)}
+    if pairs is not None:
+        columns["text_pair"] = pairs
+    split = datasets.Dataset.from_dict(columns)
+    return datasets.DatasetDict({"train": split, "validation": split})
+
+
+def test_auto_is_the_longest_training_text(tokenizer):
+    # [CLS] + words + [SEP]
+    tokens = tokenize(
+        splits(["good film", "the film was very dull ."]), tokenizer, "auto", "dynamic", limit=64
+    )
+    assert tokens.max_length == 8 and tokens.longest_train == 8
+    assert [len(ids) for ids in tokens.splits["train"]["input_ids"][:]] == [4, 8]
+    assert tokens.input_names == ["input_ids", "token_type_ids", "attention_mask"]
+    assert set(tokens.splits["train"].column_names) == {"labels", *tokens.input_names}
+
+
+def test_auto_is_capped_at_the_model_limit_and_counts_truncation(tokenizer):
+    long = " ".join(["film"] * 100)
+    tokens = tokenize(splits([long, "good"]), tokenizer, "auto", "dynamic", limit=64)
+    assert tokens.max_length == 64
+    assert tokens.truncated_train == 1
+    assert len(tokens.splits["train"]["input_ids"][0]) == 64
+
+
+def test_max_length_padding_pads_every_example(tokenizer):
+    tokens = tokenize(splits(["good", "the film was dull"]), tokenizer, 10, "max_length", limit=64)
+    ids = tokens.splits["train"]["input_ids"][:]
+    assert [len(x) for x in ids] == [10, 10]
+    assert tokens.splits["train"]["attention_mask"][0] == [1, 1, 1] + [0] * 7
+
+
+def test_explicit_max_length_truncates_and_is_capped(tokenizer):
+    tokens = tokenize(
+        splits(["the film was very dull and boring"]), tokenizer, 5, "dynamic", limit=64
+    )
+    assert len(tokens.splits["train"]["input_ids"][0]) == 5
+    assert tokens.truncated_train == 1
+    assert tokenize(splits(["good"]), tokenizer, 500, "dynamic", limit=64).max_length == 64
+
+
+def test_text_pairs_get_segment_ids(tokenizer):
+    tokens = tokenize(
+        splits(["good film"], pairs=["bad plot"]), tokenizer, "auto", "dynamic", limit=64
+    )
+    row = tokens.splits["train"][0]
+    assert row["token_type_ids"] == [0, 0, 0, 0, 1, 1, 1]
+    assert tokens.max_length == 7
+
+
+def test_length_limit_falls_back_to_the_model_config(tokenizer):
+    class Config:
+        max_position_embeddings = 128
+
+    assert length_limit(tokenizer, Config()) == 64  # the tokenizer's own limit
+    tokenizer_without_limit = type("T", (), {"model_max_length": int(1e30)})()
+    assert length_limit(tokenizer_without_limit, Config()) == 128
+
+
+def test_missing_tokenizer_files(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ModelError, match="Cannot load a tokenizer from"):
+        load_tokenizer(str(tmp_path))
+
+
+def test_an_empty_text_is_kept_as_the_special_tokens_alone(tokenizer):
+    tokens = tokenize(splits(["", "good film"]), tokenizer, "auto", "dynamic", limit=64)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    assert tokens.splits["train"]["input_ids"][0] == [cls, sep]
+    assert len(tokens.splits["train"]) == 2

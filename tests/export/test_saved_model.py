@@ -1,0 +1,159 @@
+"""Tests of the SavedModel export: signatures, versions, atomicity, raw text."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_finetune.errors import ExportError
+from tf_finetune.export import saved_model
+from tf_finetune.modeling.models import build_model, load_model_config
+
+ALL_INPUTS = ["input_ids", "token_type_ids", "attention_mask"]
+INPUTS = {
+    "input_ids": np.array([[2, 5, 20, 3, 0, 0], [2, 9, 12, 14, 8, 3]], np.int32),
+    "attention_mask": np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], np.int32),
+    "token_type_ids": np.zeros((2, 6), np.int32),
+}
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint):
+    path = str(tiny_checkpoint)
+    return build_model(path, load_model_config(path, ["neg", "pos"]))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def text_export(model, tokenizer, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    return saved_model.export_saved_model(
+        model, ["neg", "pos"], ALL_INPUTS, folder, tokenizer=tokenizer, max_length=12
+    )
+
+
+def test_token_id_signature_reproduces_the_model(model, text_export):
+    loaded = tf.saved_model.load(str(text_export.path))
+    assert set(loaded.signatures) == {"serving_default", saved_model.TOKEN_IDS_SIGNATURE}
+    signature = loaded.signatures[saved_model.TOKEN_IDS_SIGNATURE]
+    assert set(signature.structured_input_signature[1]) == set(saved_model.INPUT_NAMES)
+    outputs = signature(**{k: tf.constant(v) for k, v in INPUTS.items()})
+    expected = model(INPUTS, training=False).logits.numpy()
+    np.testing.assert_allclose(outputs["logits"].numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        outputs["probabilities"].numpy(), tf.nn.softmax(expected).numpy(), atol=1e-6
+    )
+    assert [n.decode() for n in loaded.label_names.numpy()] == ["neg", "pos"]
+
+
+def test_serving_default_takes_raw_text(model, tokenizer, text_export):
+    assert text_export.raw_text and text_export.reason is None
+    served = tf.saved_model.load(str(text_export.path)).signatures["serving_default"]
+    assert list(served.structured_input_signature[1]) == ["text"]
+    texts = ["good film", "the plot was dull and boring .", "", "Café 😀 中文 !!"]
+    outputs = served(text=tf.constant(texts))
+    encoded = tokenizer(texts, truncation=True, max_length=12, padding=True, return_tensors="tf")
+    expected = tf.nn.softmax(model(dict(encoded), training=False).logits).numpy()
+    np.testing.assert_allclose(outputs["scores"].numpy(), expected, atol=1e-5)
+    assert outputs["scores"].dtype == tf.float32
+    assert outputs["classes"].numpy().tolist() == [[b"neg", b"pos"]] * 4
+    assert outputs["label_id"].numpy().tolist() == expected.argmax(1).tolist()
+    assert outputs["label"].numpy().tolist() == [[b"neg", b"pos"][i] for i in expected.argmax(1)]
+
+
+def test_raw_text_batches_run_in_length_chunks_and_keep_their_order(model, tokenizer, text_export):
+    served = tf.saved_model.load(str(text_export.path)).signatures["serving_default"]
+    words = ["good", "bad", "film", "plot", "dull", "lovely", "story", "the", "was", "very"]
+    # 40 rows of 0 to 9 words, shuffled: three chunks of up to 16 rows each.
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=n % 10)) for n in rng.permutation(40)]
+    assert len(texts) > 2 * saved_model.SERVING_CHUNK
+    got = served(text=tf.constant(texts))["scores"].numpy()
+    for text, scores in zip(texts, got, strict=True):
+        encoded = tokenizer([text], truncation=True, max_length=12, return_tensors="tf")
+        expected = tf.nn.softmax(model(dict(encoded), training=False).logits).numpy()[0]
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert served(text=tf.constant([], tf.string))["scores"].shape == (0, 2)
+
+
+def test_pair_models_take_text_pair(model, tokenizer, tmp_path):
+    exported = saved_model.export_saved_model(
+        model, ["neg", "pos"], ALL_INPUTS, tmp_path, tokenizer, max_length=10, text_pair=True
+    )
+    served = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
+    assert set(served.structured_input_signature[1]) == {"text", "text_pair"}
+    texts, pairs = ["good film", "the film was very dull"], ["bad plot and acting", ""]
+    encoded = tokenizer(
+        texts, pairs, truncation=True, max_length=10, padding=True, return_tensors="tf"
+    )
+    expected = tf.nn.softmax(model(dict(encoded), training=False).logits).numpy()
+    got = served(text=tf.constant(texts), text_pair=tf.constant(pairs))["scores"].numpy()
+    # Rows are served padded to their own length, not the batch's: float32 sums in
+    # another order, so allow the export check's own 1e-4.
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_without_a_supported_tokenizer_it_says_so_and_keeps_token_ids(model, tmp_path):
+    exported = saved_model.export_saved_model(model, ["neg", "pos"], ALL_INPUTS, tmp_path)
+    assert not exported.raw_text
+    assert exported.reason == "no tokenizer was given to the export."
+    served = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
+    assert set(served.structured_input_signature[1]) == set(saved_model.INPUT_NAMES)
+
+
+def test_a_new_export_is_the_next_version(model, tmp_path):
+    (tmp_path / "7").mkdir()
+    exported = saved_model.export_saved_model(model, ["neg", "pos"], ALL_INPUTS, tmp_path)
+    assert exported.path == tmp_path / "8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["7", "8"]
+
+
+def test_a_failed_export_leaves_nothing(model, tmp_path, monkeypatch):
+    def broken_check(*args):
+        raise ExportError("simulated mismatch")
+
+    monkeypatch.setattr(saved_model, "_check_reload", broken_check)
+    with pytest.raises(ExportError, match="simulated"):
+        saved_model.export_saved_model(model, ["neg", "pos"], ["input_ids"], tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_is_an_export_error_and_leaves_no_staging(model, tokenizer, full_disk):
+    with pytest.raises(ExportError) as raised:
+        saved_model.export_saved_model(model, ["neg", "pos"], ALL_INPUTS, full_disk, tokenizer, 16)
+    assert str(raised.value) == (
+        f"Cannot write the SavedModel to {full_disk}: No space left on device. Nothing was "
+        "exported; fix the cause (disk space?)."
+    )
+    assert [p.name for p in full_disk.iterdir()] == ["filler"]
+
+
+def test_models_without_segment_ids_ignore_them(model, tmp_path):
+    """The token-id signature always takes all three inputs and passes on the model's own."""
+    exported = saved_model.export_saved_model(model, ["neg", "pos"], ["input_ids"], tmp_path)
+    served = tf.saved_model.load(str(exported.path)).signatures[saved_model.TOKEN_IDS_SIGNATURE]
+    ones = dict(INPUTS, token_type_ids=np.ones((2, 6), np.int32))
+    a = served(**{k: tf.constant(v) for k, v in INPUTS.items()})["logits"].numpy()
+    b = served(**{k: tf.constant(v) for k, v in ones.items()})["logits"].numpy()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_an_unsupported_tokenizer_keeps_token_ids_and_says_why(model, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(vocab={"a": 0, "b": 1, "<unk>": 2}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel()
+    bpe = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    exported = saved_model.export_saved_model(
+        model, ["neg", "pos"], ALL_INPUTS, tmp_path, tokenizer=bpe, max_length=8
+    )
+    assert not exported.raw_text
+    assert "uses a BPE model; only WordPiece" in exported.reason
+    served = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
+    assert set(served.structured_input_signature[1]) == set(saved_model.INPUT_NAMES)

@@ -1,0 +1,40 @@
+"""Tests of reading WordPiece tables off a Hugging Face fast tokenizer."""
+
+import pytest
+
+from tf_finetune.export.tokenizer_tables import UnsupportedTokenizer, read_tables
+
+
+def covers(ranges, char):
+    return any(a <= ord(char) <= b for a, b in ranges)
+
+
+def test_tables_of_an_uncased_bert_tokenizer(tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    tables = read_tables(tokenizer)
+    assert tables.vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert (tables.pad_id, tables.unk_id, tables.cls_id, tables.sep_id) == (0, 1, 2, 3)
+    assert (tables.prefix, tables.max_chars_per_word) == ("##", 100)
+    # Control characters and U+FFFD are deleted; CJK gets spaces; NBSP becomes a space.
+    assert covers(tables.deleted, "\x00") and covers(tables.deleted, "\ufffd")
+    assert covers(tables.spaced, "中") and not covers(tables.spaced, "a")
+    assert covers(tables.whitespace, "\u00a0") and covers(tables.whitespace, "\t")
+    # Lower-casing and accent stripping, per character.
+    assert tables.mapped["É"] == "e"
+    assert tables.mapped["\u03a3"] == "\u03c3"  # capital to small sigma
+    assert "a" not in tables.mapped
+    assert covers(tables.punctuation, "!") and covers(tables.punctuation, "…")
+    assert not covers(tables.punctuation, "a")
+
+
+def test_byte_level_bpe_is_refused_by_name():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(vocab={"a": 0, "b": 1, "<unk>": 2}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    with pytest.raises(UnsupportedTokenizer, match="uses a BPE model; only WordPiece"):
+        read_tables(tokenizer)

@@ -1,0 +1,1 @@
+"""Loading, checking, tokenizing and batching the data of a run."""

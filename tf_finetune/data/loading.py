@@ -1,0 +1,261 @@
+"""Loading the text classification data of a run into canonical splits.
+
+Whatever the source (a Hub dataset, local files, a packaged dataset), the result has
+splits `train`, `validation` and maybe `test`, each with the columns `text`,
+`text_pair` (for pairs only) and `labels` (class ids).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from pathlib import Path
+
+import datasets
+import pyarrow
+from sklearn.model_selection import train_test_split
+
+from tf_finetune.config import FitConfig
+from tf_finetune.data import files, labels, packaged
+from tf_finetune.errors import DataError, first_line
+
+logger = logging.getLogger(__name__)
+
+_VALIDATION_NAMES = ("validation", "valid", "dev")
+
+
+@dataclasses.dataclass
+class TextClassificationData:
+    """Canonical splits and the label names of a run.
+
+    Attributes:
+        splits: `train`, `validation` and optionally `test`, with columns `text`,
+            optionally `text_pair`, and `labels`.
+        label_names: Label names in class-id order.
+        has_text_pair: Whether examples are pairs of texts.
+    """
+
+    splits: datasets.DatasetDict
+    label_names: list[str]
+    has_text_pair: bool
+
+    @property
+    def eval_split(self) -> str:
+        """The split of the final report: test when there is one, else validation."""
+        return "test" if "test" in self.splits else "validation"
+
+
+@dataclasses.dataclass
+class _RawSplit:
+    dataset: datasets.Dataset
+    source: str
+
+
+def load_data(config: FitConfig) -> TextClassificationData:
+    """Loads, checks and canonicalises the splits that `config` names.
+
+    Raises:
+        DataError: A file, column, row or label cannot be used, or the Hub is unreachable.
+    """
+    raw, class_names = _load_raw(config)
+    _check_columns(raw, config)
+    train = raw["train"]
+    train_labels = train.dataset[config.label_column][:]
+    label_source = f"{train.source}, column {config.label_column!r}"
+    names = labels.infer_label_names(train_labels, label_source, class_names)
+    ids = labels.labels_are_ids(train_labels, class_names)
+    if len(names) < 2:
+        raise DataError(
+            f"{label_source} has a single label {names[0]!r}. Classification needs at least "
+            "two classes."
+        )
+
+    splits = {name: _canonical(split, config, names, ids) for name, split in raw.items()}
+    if "validation" not in splits:
+        splits["train"], splits["validation"] = _carve_validation(
+            splits["train"], config.validation_split, config.seed
+        )
+    splits = _subsample(splits, config)
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise DataError(f"The {name} split has no rows. Give it data or remove it.")
+    logger.info(
+        "Data: %s; %d labels (%s).",
+        ", ".join(f"{name} {len(split)}" for name, split in splits.items()),
+        len(names),
+        ", ".join(names),
+    )
+    return TextClassificationData(
+        datasets.DatasetDict(splits), names, config.text_pair_column is not None
+    )
+
+
+def _load_raw(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None]:
+    if config.train_file is not None:
+        files = {
+            "train": config.train_file,
+            "validation": config.validation_file,
+            "test": config.test_file,
+        }
+        raw = {name: _file_split(path, config) for name, path in files.items() if path is not None}
+        return raw, None
+    if packaged.is_packaged(config.dataset):
+        frames = packaged.load_dataset_splits(config.dataset, config.seed)
+        raw = {
+            name: _RawSplit(
+                datasets.Dataset.from_pandas(frame, preserve_index=False),
+                f"{config.dataset} {name}",
+            )
+            for name, frame in frames.items()
+        }
+        return raw, None
+    return _load_hub(config)
+
+
+def _file_split(path: str, config: FitConfig) -> _RawSplit:
+    """Reads a data file's text and label columns, checking every cell with its row."""
+    frame = files.read_table(path)
+    wanted = {config.text_column: "--text-column", config.label_column: "--label-column"}
+    if config.text_pair_column:
+        wanted[config.text_pair_column] = "--text-pair-column"
+    for column, option in wanted.items():
+        if column not in frame.columns:
+            raise DataError(_missing_column(path, column, frame.columns, option))
+    columns = {config.text_column: files.text_cells(frame, config.text_column, path)}
+    if config.text_pair_column:
+        columns[config.text_pair_column] = files.text_cells(frame, config.text_pair_column, path)
+    values = _label_cells(frame, config.label_column, path)
+    if files.file_format(Path(path)) in files.TEXT_FORMATS:
+        values = labels.parse_ids(values)
+    columns[config.label_column] = values
+    try:
+        dataset = datasets.Dataset.from_dict(columns)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as error:
+        raise DataError(
+            f"{path}: column {config.label_column!r} mixes kinds of value "
+            f"({first_line(error)}). Write every label the same way, e.g. all as strings."
+        ) from None
+    return _RawSplit(dataset, str(path))
+
+
+def _label_cells(frame, column: str, source) -> list:
+    values = []
+    for label, value in frame[column].items():
+        missing = files.is_missing(value) or value == ""
+        if missing or isinstance(value, dict | list):
+            problem = "the label is missing" if missing else "the label is not a single value"
+            raise DataError(
+                f"{source}, {files.describe_row(frame, label)}: {problem} (column "
+                f"{column!r}). Fill it in or remove the row."
+            )
+        values.append(value)
+    return values
+
+
+def _missing_column(source, column: str, found, option: str) -> str:
+    return (
+        f"{source} has no column {column!r}. Columns found: {', '.join(map(str, found))}. "
+        f"Choose one with {option}."
+    )
+
+
+def _load_hub(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None]:
+    name = config.dataset
+    try:
+        loaded = datasets.load_dataset(name, config.dataset_config)
+    except Exception as error:  # the Hub raises many types; all mean "cannot load it"
+        raise DataError(
+            f"Cannot load dataset {name!r} from the Hugging Face Hub ({first_line(error)}). "
+            "Check the name and the network (HF_HUB_OFFLINE=1 forbids downloads), "
+            "or pass local files with --train-file."
+        ) from None
+    if "train" not in loaded:
+        raise DataError(f"Dataset {name!r} has no 'train' split (it has {', '.join(loaded)}).")
+    raw = {"train": _RawSplit(loaded["train"], f"{name} train")}
+    for candidate in _VALIDATION_NAMES:
+        if candidate in loaded:
+            raw["validation"] = _RawSplit(loaded[candidate], f"{name} {candidate}")
+            break
+    if "test" in loaded:
+        test = loaded["test"]
+        if config.label_column in test.column_names and set(test[config.label_column]) == {-1}:
+            # GLUE-style test splits hide their labels as -1; they cannot be scored.
+            logger.warning("Dataset %r hides its test labels; reporting on validation.", name)
+        else:
+            raw["test"] = _RawSplit(test, f"{name} test")
+    feature = loaded["train"].features.get(config.label_column)
+    class_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+    return raw, class_names
+
+
+def _check_columns(raw: dict[str, _RawSplit], config: FitConfig) -> None:
+    wanted = {config.text_column: "--text-column", config.label_column: "--label-column"}
+    if config.text_pair_column:
+        wanted[config.text_pair_column] = "--text-pair-column"
+    for split in raw.values():
+        found = split.dataset.column_names
+        for column, option in wanted.items():
+            if column not in found:
+                raise DataError(_missing_column(split.source, column, found, option))
+
+
+def _canonical(split: _RawSplit, config: FitConfig, names: list[str], ids: bool):
+    columns = {"text": _texts(split, config.text_column)}
+    if config.text_pair_column:
+        columns["text_pair"] = _texts(split, config.text_pair_column)
+    label_source = f"{split.source}, column {config.label_column!r}"
+    columns["labels"] = labels.encode_labels(
+        split.dataset[config.label_column][:], names, label_source, ids
+    )
+    return datasets.Dataset.from_dict(columns)
+
+
+def _texts(split: _RawSplit, column: str) -> list[str]:
+    texts = split.dataset[column][:]
+    for row, text in enumerate(texts):
+        if text is None or (isinstance(text, float) and math.isnan(text)):
+            raise DataError(
+                f"{split.source}, data row {row + 1}: column {column!r} is missing. "
+                "Fill it in or remove the row."
+            )
+    # Numbers in a text column are text; empty strings are kept and tokenize to
+    # the special tokens only.
+    return [t if isinstance(t, str) else str(t) for t in texts]
+
+
+def _carve_validation(train: datasets.Dataset, share: float, seed: int):
+    """Splits train into train and validation, stratified by label where possible."""
+    indices = list(range(len(train)))
+    targets = train["labels"]
+    try:
+        kept, held = train_test_split(indices, test_size=share, stratify=targets, random_state=seed)
+    except ValueError:
+        # A class with a single example cannot be stratified.
+        logger.warning("A class is too small to stratify; carving validation at random.")
+        kept, held = train_test_split(indices, test_size=share, random_state=seed)
+    logger.info("No validation split: held out %d of %d training rows.", len(held), len(train))
+    return train.select(sorted(kept)), train.select(sorted(held))
+
+
+def _subsample(splits: dict[str, datasets.Dataset], config: FitConfig):
+    limits = {
+        "train": config.max_train_samples,
+        "validation": config.max_eval_samples,
+        "test": config.max_eval_samples,
+    }
+    out = {}
+    for name, split in splits.items():
+        limit = limits[name]
+        if limit is not None and limit < len(split):
+            # The tutorial's subset recipe: shuffle(seed).select(range(n)).
+            split = split.shuffle(seed=config.seed).select(range(limit))
+        out[name] = split
+    return out
+
+
+def describe_source(config: FitConfig) -> str:
+    """Returns a short name of the data source, for run names."""
+    if config.train_file is not None:
+        return Path(config.train_file).name.split(".")[0]
+    return (config.dataset or "data").split(":")[-1].split("/")[-1]

@@ -1,0 +1,1 @@
+"""Scoring a model: the classification report and its pictures."""

@@ -1,0 +1,1 @@
+"""Exporting a SavedModel that tokenizes raw text in core TensorFlow ops."""

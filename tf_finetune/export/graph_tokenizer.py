@@ -1,0 +1,199 @@
+"""BERT WordPiece tokenization inside the TensorFlow graph, in core TensorFlow ops only.
+
+An exported model tokenizes raw strings itself. Only core ops are used (regular
+expressions, Unicode splitting, hash tables, a while loop), so the SavedModel runs
+wherever TensorFlow does: `saved_model_cli run`, TensorFlow Serving, the C API, with no
+custom-op library to register. tensorflow-text's tokenizers would need one.
+
+The tables (`tokenizer_tables`) are read off the checkpoint's own Hugging Face fast
+tokenizer, character by character, so normalization (cleaning, accent stripping,
+lower-casing, spacing of CJK characters) and punctuation splitting agree with it exactly:
+
+    text -> delete / space / whitespace classes (regex) -> per-character map (table)
+         -> isolate punctuation (regex) -> split on spaces -> WordPiece (greedy longest
+         match, table lookups) -> truncate (longest first) -> [CLS] a [SEP] (b [SEP])
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_finetune.export.tokenizer_tables import WordPieceTables
+
+
+def _char_class(ranges: list[tuple[int, int]]) -> str:
+    parts = [f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges]
+    return "[" + "".join(parts) + "]"
+
+
+class GraphTokenizer(tf.Module):
+    """Tokenizes batches of strings into `input_ids`, `attention_mask`, `token_type_ids`.
+
+    Args:
+        tables: From `read_tables`.
+        max_length: Tokens per example after truncation, special tokens included.
+    """
+
+    def __init__(self, tables: WordPieceTables, max_length: int):
+        super().__init__()
+        self._tables = tables
+        self._max_length = max_length
+        self._deleted = _char_class(tables.deleted) if tables.deleted else None
+        self._spaced = _char_class(tables.spaced) if tables.spaced else None
+        self._whitespace = _char_class(tables.whitespace) if tables.whitespace else None
+        self._punctuation = _char_class(tables.punctuation)
+        keys = list(tables.mapped) or ["\x00"]
+        self._char_map = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, [tables.mapped.get(k, "") for k in keys]),
+            default_value="\x00",
+        )
+        self._vocab = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tables.vocab, tf.range(len(tables.vocab), dtype=tf.int32)
+            ),
+            default_value=-1,
+        )
+
+    def __call__(self, text: tf.Tensor, text_pair: tf.Tensor | None = None) -> dict:
+        """Returns int32 `[batch, tokens]` model inputs, padded to the longest example.
+
+        As in Hugging Face, an empty `text_pair` string means "no pair" for its row.
+        """
+        ids, types = self.ragged(text, text_pair)
+        return self.pad(ids, types)
+
+    def ragged(
+        self, text: tf.Tensor, text_pair: tf.Tensor | None = None
+    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+        """Returns the unpadded token ids and token type ids of each row, `[batch, (tokens)]`."""
+        first = self.wordpiece_ids(text)
+        cls = tf.fill([tf.shape(text)[0], 1], self._tables.cls_id)
+        sep = tf.fill([tf.shape(text)[0], 1], self._tables.sep_id)
+        ids = tf.concat([cls, first[:, : self._max_length - 2], sep], axis=1)
+        types = tf.zeros_like(ids)
+        if text_pair is not None:
+            second = self.wordpiece_ids(text_pair)
+            a, b = _truncate_longest_first(first, second, self._max_length - 3)
+            pair_ids = tf.concat([cls, a, sep, b, sep], axis=1)
+            pair_types = tf.concat(
+                [tf.zeros_like(cls), tf.zeros_like(a), tf.zeros_like(sep),
+                 tf.ones_like(b), tf.ones_like(sep)],
+                axis=1,
+            )  # fmt: skip
+            single = tf.equal(text_pair, "")
+            ids = _rows_where(single, ids, pair_ids)
+            types = _rows_where(single, types, pair_types)
+        return ids, types
+
+    def pad(self, ids: tf.RaggedTensor, types: tf.RaggedTensor) -> dict:
+        """Returns `ragged`'s output as model inputs padded to the longest row."""
+        return {
+            "input_ids": ids.to_tensor(self._tables.pad_id),
+            "attention_mask": tf.ones_like(ids).to_tensor(0),
+            "token_type_ids": types.to_tensor(0),
+        }
+
+    def normalize(self, text: tf.Tensor) -> tf.Tensor:
+        """Applies the checkpoint's normalizer to a batch of strings."""
+        if self._deleted:
+            text = tf.strings.regex_replace(text, self._deleted, "")
+        if self._spaced:
+            text = tf.strings.regex_replace(text, self._spaced, r" \0 ")
+        if self._whitespace:
+            text = tf.strings.regex_replace(text, self._whitespace, " ")
+        chars = tf.strings.unicode_split(text, "UTF-8")
+        mapped = self._char_map.lookup(chars.flat_values)
+        flat = tf.where(tf.equal(mapped, "\x00"), chars.flat_values, mapped)
+        return tf.strings.reduce_join(chars.with_flat_values(flat), axis=-1)
+
+    def words(self, text: tf.Tensor) -> tf.RaggedTensor:
+        """Normalizes and pre-tokenizes a batch of strings into words `[batch, (words)]`."""
+        text = tf.strings.regex_replace(self.normalize(text), self._punctuation, r" \0 ")
+        words = tf.strings.split(text, sep=" ")
+        return tf.ragged.boolean_mask(words, tf.strings.length(words) > 0)
+
+    def wordpiece_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
+        """Tokenizes a batch of strings into WordPiece ids `[batch, (tokens)]`."""
+        words = self.words(text)
+        return words.with_flat_values(self._wordpiece(words.flat_values)).merge_dims(1, 2)
+
+    def _wordpiece(self, words: tf.Tensor) -> tf.RaggedTensor:
+        """Greedy longest-match-first WordPiece over a flat batch of words."""
+        tables = self._tables
+        codes, starts = tf.strings.unicode_decode_with_offsets(words, "UTF-8")
+        lengths = tf.cast(codes.row_lengths(), tf.int32)
+        byte_length = tf.strings.length(words)
+        # bounds[w, i]: byte offset of character i of word w; bounds[w, length] = end.
+        bounds = tf.concat([tf.cast(starts, tf.int32), tf.expand_dims(byte_length, 1)], 1)
+        bounds = bounds.to_tensor(default_value=-1)
+        width = tf.maximum(tf.shape(bounds)[1] - 1, 0)
+        count = tf.shape(words)[0]
+        too_long = lengths > tables.max_chars_per_word
+        ends = tf.range(1, width + 1)
+        repeated = tf.tile(words[:, None], [1, width])
+
+        def step(position, failed, done, pieces):
+            start = tf.gather(bounds, position, batch_dims=1)
+            stop = bounds[:, 1:]
+            valid = (ends[None, :] > position[:, None]) & (ends[None, :] <= lengths[:, None])
+            size = tf.where(valid, stop - start[:, None], 0)
+            piece = tf.strings.substr(
+                repeated, tf.broadcast_to(start[:, None], tf.shape(size)), size
+            )
+            piece = tf.where((position > 0)[:, None], tables.prefix + piece, piece)
+            ids = tf.where(valid, self._vocab.lookup(piece), -1)
+            # The longest match is the last valid end with a vocabulary hit.
+            hit = ids >= 0
+            best = (
+                width
+                - 1
+                - tf.argmax(tf.reverse(tf.cast(hit, tf.int32), [1]), axis=1, output_type=tf.int32)
+            )
+            found = tf.reduce_any(hit, axis=1)
+            active = ~done
+            token = tf.gather(ids, best, batch_dims=1)
+            pieces = pieces.write(pieces.size(), tf.where(active & found, token, -1))
+            failed = failed | (active & ~found)
+            position = tf.where(active & found, best + 1, position)
+            done = done | failed | (position >= lengths)
+            return position, failed, done, pieces
+
+        position = tf.zeros([count], tf.int32)
+        done = too_long | (lengths == 0)
+        # A first row of -1 (no piece) keeps the stack well-shaped when no word loops.
+        pieces = tf.TensorArray(tf.int32, size=0, dynamic_size=True).write(0, tf.fill([count], -1))
+        _, failed, _, pieces = tf.while_loop(
+            lambda position, failed, done, pieces: tf.reduce_any(~done),
+            step,
+            (position, too_long, done, pieces),
+            maximum_iterations=tables.max_chars_per_word,
+        )
+        steps = tf.transpose(pieces.stack())  # [words, 1 + steps]
+        # A word that is too long or has no match is a single [UNK], as in Hugging Face.
+        unknown = tf.where(tf.range(tf.shape(steps)[1]) == 0, tables.unk_id, -1)
+        steps = tf.where(failed[:, None], unknown[None, :], steps)
+        return tf.ragged.boolean_mask(steps, steps >= 0)
+
+
+def _rows_where(condition, if_true: tf.RaggedTensor, if_false: tf.RaggedTensor):
+    """Row `i` of `if_true` where `condition[i]`, else row `i` of `if_false`."""
+    rows = tf.range(tf.shape(condition, out_type=tf.int64)[0])
+    pick = tf.where(condition, rows, rows + tf.shape(condition, out_type=tf.int64)[0])
+    return tf.gather(tf.concat([if_true, if_false], axis=0), pick)
+
+
+def _truncate_longest_first(first, second, budget):
+    """Hugging Face's longest-first truncation of a pair to `budget` tokens in all."""
+    a = tf.cast(first.row_lengths(), tf.int32)
+    b = tf.cast(second.row_lengths(), tf.int32)
+    fits = a + b <= budget
+    half = budget // 2
+    keep_b = tf.where(a > b, tf.minimum(b, half), budget - tf.minimum(a, half))
+    keep_a = budget - keep_b
+    keep_a, keep_b = tf.where(fits, a, keep_a), tf.where(fits, b, keep_b)
+    return _head(first, keep_a), _head(second, keep_b)
+
+
+def _head(ragged: tf.RaggedTensor, keep: tf.Tensor) -> tf.RaggedTensor:
+    positions = tf.ragged.range(tf.cast(ragged.row_lengths(), tf.int32))
+    return tf.ragged.boolean_mask(ragged, positions < keep[:, None])

@@ -1,0 +1,235 @@
+"""Exporting a trained classifier as a TensorFlow Serving SavedModel.
+
+The SavedModel holds a plain `tf.Module`, not the Keras model, and only core TensorFlow
+ops, so loading it needs TensorFlow alone: no tf_finetune, transformers or
+tensorflow-text. Signatures:
+
+- `serving_default`: `text` (string `[batch]`; plus `text_pair` for pair models) ->
+  `scores` (float32 `[batch, classes]`, softmax), `classes` (string `[batch, classes]`),
+  `label` (string `[batch]`), `label_id` (int32 `[batch]`). Tokenization runs in the
+  graph (see `graph_tokenizer`). Where the tokenizer cannot, `serving_default` is the
+  token-id function and the export says why.
+- `token_ids`: `input_ids`, `attention_mask`, `token_type_ids` (int32 `[batch, tokens]`)
+  -> `logits`, `probabilities` (float32 `[batch, classes]`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tf_finetune.errors import ExportError, short_reason
+from tf_finetune.export import graph_tokenizer, tokenizer_tables
+from tf_finetune.runtime import atomic
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+TOKEN_IDS_SIGNATURE = "token_ids"
+# Raw-text rows are run through the model in chunks of this many rows of similar length.
+SERVING_CHUNK = 16
+_PROBE_TEXTS = ["a great film", "Dull, flat and far too long!", "", "Café noir … 😀 中文"]
+
+
+@dataclasses.dataclass
+class Export:
+    """A written SavedModel version.
+
+    Attributes:
+        path: The version folder.
+        raw_text: Whether `serving_default` takes raw text.
+        reason: Why it does not, when it does not.
+    """
+
+    path: Path
+    raw_text: bool
+    reason: str | None = None
+
+
+def export_saved_model(
+    model,
+    label_names: list[str],
+    input_names: list[str],
+    model_dir: Path,
+    tokenizer=None,
+    max_length: int | None = None,
+    text_pair: bool = False,
+) -> Export:
+    """Writes the next integer version of a SavedModel under `model_dir`.
+
+    The version is written under a temporary name beside its final place, reloaded and
+    checked against `model` (on token ids, and on raw text through `tokenizer`), and
+    only then renamed, so a reader never sees a partial export and no existing version
+    is overwritten.
+
+    Args:
+        model: The trained TF sequence classifier.
+        label_names: Class names in id order, stored in the SavedModel as `label_names`.
+        input_names: The inputs the model takes (a subset of `INPUT_NAMES`); the
+            token-id signature takes all three and passes on these.
+        model_dir: The folder of versions (TensorFlow Serving's model base path).
+        tokenizer: The Hugging Face fast tokenizer the model was trained with; without
+            it the export has token-id signatures only.
+        max_length: Tokens per example the raw-text signature truncates to.
+        text_pair: Whether the raw-text signature takes `text_pair` too.
+
+    Raises:
+        ExportError: The SavedModel cannot be written, or its outputs differ from the model's.
+    """
+    model_dir.mkdir(parents=True, exist_ok=True)
+    version = 1 + max((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), default=0)
+    staging = model_dir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+    tokens, reason = _graph_tokenizer(tokenizer, max_length)
+    module = _serving_module(model, label_names, input_names, tokens, text_pair)
+    token_ids = module.predict_token_ids.get_concrete_function()
+    serving = module.predict_text.get_concrete_function() if tokens else token_ids
+    try:
+        tf.saved_model.save(
+            module,
+            str(staging),
+            signatures={"serving_default": serving, TOKEN_IDS_SIGNATURE: token_ids},
+        )
+        _check_reload(
+            staging, model, input_names, tokenizer if tokens else None, max_length, text_pair
+        )
+        final = model_dir / str(version)
+        atomic.fault_point("export")
+        staging.rename(final)
+    except (OSError, tf.errors.OpError) as error:
+        # TensorFlow's file system reports a full disk as ResourceExhaustedError.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(
+            f"Cannot write the SavedModel to {model_dir}: {short_reason(error)}. "
+            "Nothing was exported; fix the cause (disk space?)."
+        ) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("Exported SavedModel version %d to %s.", version, final)
+    if reason:
+        logger.warning("The SavedModel takes token ids only: %s", reason)
+    return Export(final, tokens is not None, reason)
+
+
+def _graph_tokenizer(tokenizer, max_length):
+    if tokenizer is None:
+        return None, "no tokenizer was given to the export."
+    try:
+        tables = tokenizer_tables.read_tables(tokenizer)
+    except tokenizer_tables.UnsupportedTokenizer as error:
+        return None, str(error)
+    return graph_tokenizer.GraphTokenizer(tables, max_length), None
+
+
+def _serving_module(model, label_names, input_names, tokens, text_pair) -> tf.Module:
+    module = tf.Module()
+    # Tracking the variables (and not the Keras model) keeps Keras objects out of the
+    # SavedModel: it loads as plain TensorFlow functions over these variables.
+    module.model_variables = list(model.variables)
+    module.label_names = tf.Variable(label_names, dtype=tf.string, trainable=False)
+    names = tf.constant(label_names)
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    def logits_of(given):
+        logits = model({name: given[name] for name in input_names}, training=False).logits
+        return tf.cast(logits, tf.float32)
+
+    @tf.function(input_signature=[spec, spec, spec])
+    def predict_token_ids(input_ids, attention_mask, token_type_ids):
+        logits = logits_of(
+            {
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "token_type_ids": token_type_ids,
+            }
+        )
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+    module.predict_token_ids = predict_token_ids
+    if tokens is None:
+        return module
+    module.tokenizer = tokens
+
+    def logits_by_length(ids, types):
+        # Rows are run in chunks of similar length, each padded only to its own longest
+        # row: a batch of 64 reviews otherwise pads to nearly twice its real tokens.
+        order = tf.argsort(ids.row_lengths(), stable=True)
+        count = tf.size(order)
+        chunks = (count + SERVING_CHUNK - 1) // SERVING_CHUNK
+        logits = tf.TensorArray(
+            tf.float32, size=chunks, infer_shape=False, element_shape=[None, len(label_names)]
+        )
+
+        def run_chunk(index, logits):
+            rows = order[index * SERVING_CHUNK : (index + 1) * SERVING_CHUNK]
+            chunk = tokens.pad(tf.gather(ids, rows), tf.gather(types, rows))
+            return index + 1, logits.write(index, logits_of(chunk))
+
+        _, logits = tf.while_loop(lambda index, _: index < chunks, run_chunk, [0, logits])
+        return tf.scatter_nd(order[:, None], logits.concat(), [count, len(label_names)])
+
+    def predict(text, pair=None):
+        scores = tf.nn.softmax(logits_by_length(*tokens.ragged(text, pair)), axis=-1)
+        label_id = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        return {
+            "scores": scores,
+            "classes": tf.tile(names[None, :], [tf.shape(text)[0], 1]),
+            "label": tf.gather(names, label_id),
+            "label_id": label_id,
+        }
+
+    strings = tf.TensorSpec([None], tf.string)
+    if text_pair:
+        module.predict_text = tf.function(
+            lambda text, text_pair: predict(text, text_pair), input_signature=[strings, strings]
+        )
+    else:
+        module.predict_text = tf.function(lambda text: predict(text), input_signature=[strings])
+    return module
+
+
+def _check_reload(path: Path, model, input_names, tokenizer, max_length, text_pair) -> None:
+    """Reloads the SavedModel and compares it with the model on probe inputs."""
+    loaded = tf.saved_model.load(str(path))
+    probe = {
+        "input_ids": tf.constant([[2, 5, 7, 3, 0], [2, 9, 3, 0, 0]], tf.int32),
+        "attention_mask": tf.constant([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], tf.int32),
+        "token_type_ids": tf.zeros([2, 5], tf.int32),
+    }
+    # float16 and bfloat16 keep about 3 and 2 significant digits.
+    atol = 1e-4 if model.compute_dtype == "float32" else 2e-2
+    expected = model({n: probe[n] for n in input_names}, training=False).logits
+    served = loaded.signatures[TOKEN_IDS_SIGNATURE](**probe)["logits"].numpy()
+    _require_close(served, tf.cast(expected, tf.float32).numpy(), path, "token ids", atol)
+    if tokenizer is None:
+        return
+    pairs = _PROBE_TEXTS[::-1] if text_pair else None
+    encoded = tokenizer(
+        _PROBE_TEXTS,
+        pairs,
+        truncation=True,
+        max_length=max_length,
+        padding=True,
+        return_tensors="tf",
+    )
+    logits = model({n: encoded[n] for n in input_names}, training=False).logits
+    expected = tf.nn.softmax(tf.cast(logits, tf.float32)).numpy()
+    inputs = {"text": tf.constant(_PROBE_TEXTS)}
+    if text_pair:
+        inputs["text_pair"] = tf.constant(pairs)
+    served = loaded.signatures["serving_default"](**inputs)["scores"].numpy()
+    _require_close(served, expected, path, "raw text", atol)
+
+
+def _require_close(served, expected, path, what, atol) -> None:
+    if not np.allclose(served, expected, atol=atol):
+        raise ExportError(
+            f"The SavedModel written to {path} does not reproduce the model's outputs on "
+            f"{what}; nothing was exported. Report this as a bug."
+        )

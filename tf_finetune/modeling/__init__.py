@@ -1,0 +1,1 @@
+"""Building and compiling the classifier: model, loss, optimizer, schedule."""

@@ -1,0 +1,193 @@
+"""Building and compiling `TFAutoModelForSequenceClassification` models."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tf_finetune.data import packaged
+from tf_finetune.errors import ModelError, first_line
+
+logger = logging.getLogger(__name__)
+
+# Weights that load as data: Keras HDF5 weights (read by name with h5py, never as a
+# Keras model with its layers' code) and safetensors.
+_SAFE_WEIGHTS = (
+    "tf_model.h5",
+    "tf_model.h5.index.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+)
+# PyTorch's pickle format: loading it can run arbitrary code.
+_PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = _SAFE_WEIGHTS + _PICKLE_WEIGHTS
+
+
+def resolve_model_path(reference: str, allow_pickle: bool = False) -> str:
+    """Returns a local directory or Hub name for a `--model` value.
+
+    Args:
+        reference: A checkpoint directory, a Hub name, or a `packaged:` name.
+        allow_pickle: Accept a directory whose only weights are `pytorch_model.bin`.
+
+    Raises:
+        ModelError: A local path does not exist or holds no config or weights, or
+            only pickle-based weights without `allow_pickle`.
+    """
+    if packaged.is_packaged(reference):
+        return str(packaged.model_path(reference))
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"Model directory {path} has no config.json. "
+                "Point --model at a save_pretrained directory."
+            )
+        if not any((path / name).is_file() for name in _WEIGHT_FILES):
+            raise ModelError(
+                f"Model directory {path} holds no weights (looked for "
+                f"{', '.join(_WEIGHT_FILES[::2])}). Point --model at a checkpoint directory."
+            )
+        if not allow_pickle and not any((path / name).is_file() for name in _SAFE_WEIGHTS):
+            raise ModelError(
+                f"Model directory {path} has only pickle-based weights (pytorch_model.bin), "
+                "which can run code when loaded. Convert them to model.safetensors, or pass "
+                "--allow-pickle-weights if you trust their source."
+            )
+        return str(path)
+    if path.exists() or _looks_like_path(reference):
+        raise ModelError(
+            f"Model path {reference} is not a directory. Pass a checkpoint directory, "
+            "a Hugging Face Hub name, or " + "'packaged:all-MiniLM-L6-v2'."
+        )
+    return reference
+
+
+def load_model_config(model_path: str, label_names: list[str]):
+    """Loads the checkpoint's config with the run's label names set.
+
+    Raises:
+        ModelError: The checkpoint cannot be found (locally or on the Hub).
+    """
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(
+            model_path,
+            trust_remote_code=False,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+        )
+    except (OSError, ValueError) as error:
+        raise ModelError(
+            f"Cannot load model {model_path!r}: {first_line(error)}. Pass a local "
+            "checkpoint directory, or check the Hub name and the network "
+            "(HF_HUB_OFFLINE=1 forbids downloads)."
+        ) from None
+
+
+def build_model(model_path: str, model_config, allow_pickle: bool = False):
+    """Loads the pretrained weights into a TF sequence classifier.
+
+    A checkpoint with only PyTorch `model.safetensors` weights is converted on load.
+    A classification head whose size does not match the labels is re-initialised.
+    Pickle-based `pytorch_model.bin` weights load only with `allow_pickle` (and
+    PyTorch installed); custom model code (`trust_remote_code`) never runs.
+
+    Raises:
+        ModelError: The weights cannot be loaded.
+    """
+    from transformers import TFAutoModelForSequenceClassification
+
+    try:
+        model = TFAutoModelForSequenceClassification.from_pretrained(
+            model_path,
+            config=model_config,
+            ignore_mismatched_sizes=True,
+            from_pt=allow_pickle and not _has_safe_weights(model_path),
+            trust_remote_code=False,
+        )
+    except (OSError, ValueError, KeyError, ImportError) as error:
+        raise ModelError(
+            f"Cannot load the weights of {model_path!r} into a TensorFlow classifier: "
+            f"{first_line(error)}."
+        ) from None
+    logger.info(
+        "Loaded %s (%s, %s parameters).",
+        model_path,
+        type(model).__name__,
+        f"{model.count_params():,}",
+    )
+    return model
+
+
+def compile_model(
+    model,
+    learning_rate,
+    jit_compile: bool = False,
+    *,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+    accumulation_steps: int = 1,
+    class_weights: list[float] | None = None,
+    label_smoothing: float = 0.0,
+    freeze_base: bool = False,
+) -> None:
+    """Compiles with the tutorial's recipe: Adam, sparse categorical cross-entropy on logits.
+
+    Adam is `optimization.FusedAdam` (the same update, applied by fused kernels), and
+    its slots are created here so the train function is traced once. Under a mixed
+    precision policy the loss is computed on float32 logits and Keras adds loss scaling.
+    Call under the strategy scope the model was built in.
+
+    Args:
+        model: A transformers TF classifier.
+        learning_rate: A rate, or a schedule of the optimizer step (`schedules`).
+        jit_compile: Compile the forward and backward pass of the train step with XLA
+            (`optimization.xla_train_step`).
+        weight_decay: AdamW's decoupled weight decay; 0 is Adam.
+        clip_norm: Clip gradients to this global norm.
+        accumulation_steps: Batches averaged into one update (`AccumulationGroups`
+            must be among the callbacks when more than 1).
+        class_weights: A loss weight per class id (`losses.class_weights`).
+        label_smoothing: Label smoothing of the loss.
+        freeze_base: Train only the head (`freezing`); the optimizer's slots are still
+            created for every variable, so checkpoints have one shape.
+    """
+    import tf_keras
+
+    from tf_finetune.modeling import freezing, losses, optimization
+
+    variables = list(model.trainable_variables)
+    if freeze_base:
+        freezing.set_base_trainable(model, False)
+    model.compile(
+        optimizer=optimization.FusedAdam(
+            learning_rate,
+            weight_decay=weight_decay,
+            clip_norm=clip_norm,
+            accumulation_steps=accumulation_steps,
+        ),
+        loss=losses.ClassificationLoss(class_weights, label_smoothing),
+        metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    if jit_compile:
+        use_xla_train_step(model)
+    optimization.create_slots(model.optimizer, variables)
+
+
+def use_xla_train_step(model) -> None:
+    """Sets the model's train step to `optimization.xla_train_step` of its variables now."""
+    from tf_finetune.modeling import optimization
+
+    model.train_step = optimization.xla_train_step(model)
+
+
+def _has_safe_weights(model_path: str) -> bool:
+    path = Path(model_path)
+    return not path.is_dir() or any((path / name).is_file() for name in _SAFE_WEIGHTS)
+
+
+def _looks_like_path(reference: str) -> bool:
+    return reference.startswith((".", "/", "~")) or reference.count("/") > 1 or "\\" in reference

@@ -1,0 +1,567 @@
+"""The fine-tuning run, as named phases.
+
+`fit(config)` is what `tf-finetune fit` calls; a notebook can call it too. It claims
+the run directory, then runs the phases, each a function that returns what the next
+one needs:
+
+    load_inputs     data, tokenizer and tokens (`max_length: auto` measured here)
+    resolve_config  every `auto` replaced; only this config is used from here on
+    plan_batches    the batch recipe, global batch, updates, class weights, fingerprint
+    build_model     the compiled classifier under the strategy and precision policy
+    train_model     training (or its resumption), then the chosen epoch's weights
+    evaluate        the report on the test split (validation without one)
+    (write)         the Hugging Face checkpoint, report, predictions and pictures
+    export_model    the SavedModel
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from tf_finetune.config import FitConfig, differences, load_config
+from tf_finetune.data import loading
+from tf_finetune.errors import (
+    ConfigError,
+    ExportError,
+    TfFinetuneError,
+    TrainingInterrupted,
+    WorkerLost,
+    first_line,
+    short_reason,
+)
+from tf_finetune.runtime import atomic, run_dir
+
+CONFIG_NAME = "fit_config.yaml"
+STATS_NAME = "training_stats.json"
+FINGERPRINT_NAME = "data_fingerprint.json"
+LOG_DIR = "logs"
+CONFUSION_PNG = "confusion_matrix.png"
+CURVES_PNG = "training_curves.png"
+
+logger = logging.getLogger(__name__)
+
+# Errors whose own message says what was saved and how to go on.
+_SAYS_WHAT_WAS_KEPT = (TrainingInterrupted, WorkerLost)
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What a run produced.
+
+    Attributes:
+        run_dir: The run directory (Hugging Face checkpoint, config, report, logs).
+        saved_model_dir: The SavedModel version folder inside `run_dir`.
+        raw_text_unsupported: Why `serving_default` takes token ids instead of raw text,
+            or None when it takes raw text.
+        log_dir: TensorBoard logs.
+        report: scikit-learn's report dict plus `confusion_matrix` and `labels`.
+        report_text: The report as text.
+        eval_split: The split the report scores ("test", or "validation" without test).
+        history: Keras metrics per epoch, with speed figures.
+        stats: Speed figures of training (see `throughput.summarize`), also written to
+            `training_stats.json`.
+        chief: False for a non-chief worker of a multi-worker run: it trained, and its
+            own artefacts were written to a scratch directory that is now removed;
+            `run_dir` is the chief's.
+    """
+
+    run_dir: Path
+    saved_model_dir: Path
+    log_dir: Path
+    report: dict
+    report_text: str
+    eval_split: str
+    history: dict
+    stats: dict
+    raw_text_unsupported: str | None = None
+    chief: bool = True
+
+
+def fit(
+    config: FitConfig, verbose: int = 0, resume: bool = False, overwrite: bool = False
+) -> FitResult:
+    """Fine-tunes, evaluates and exports the classifier that `config` describes.
+
+    Args:
+        config: A resolved `FitConfig` (see `config.load_config`).
+        verbose: Keras progress output (0 silent, 1 progress bar, 2 a line per epoch).
+        resume: Continue the run in the existing run directory from its last
+            checkpoint. Settings that change the model or the data must be the same.
+        overwrite: Delete the existing run directory's contents and start again.
+
+    Raises:
+        TfFinetuneError: A subclass naming what is wrong with the config, data or model,
+            or saying how training stopped (`TrainingInterrupted`, `TrainingDiverged`).
+    """
+    from tf_finetune.runtime import distribution
+    from tf_finetune.runtime.environment import check_environment
+
+    check_environment()
+    # First: the devices and the cluster must be set up before TensorFlow starts.
+    strategy = distribution.select_strategy(config.strategy, config.devices)
+    if config.run_name is None and distribution.strategy_name(strategy) == "multi_worker":
+        raise ConfigError(
+            "A multi-worker run needs --run-name: every worker must name the same run "
+            "directory, and the default name holds each worker's own start time."
+        )
+    path = _run_dir_path(config)
+    if distribution.is_chief(strategy):
+        run = run_dir.claim(path, resume=resume, overwrite=overwrite)
+    else:
+        run = run_dir.scratch(path, resume=resume)
+    try:
+        with _determinism(config.deterministic):
+            result = _run(config, run, strategy, verbose)
+    except OSError as error:
+        note = run.abandon()
+        raise ExportError(
+            f"Cannot write to {run.path}: {short_reason(error)}. {note}".rstrip()
+        ) from None
+    except TfFinetuneError as error:
+        # A run that stopped before training (bad data, a missing model) leaves the
+        # run directory as it found it; one that trained keeps its checkpoints.
+        note = run.abandon()
+        if note and not isinstance(error, _SAYS_WHAT_WAS_KEPT):
+            error.args = (f"{first_line(error)}. {note}",)
+        raise
+    except BaseException:
+        run.abandon()
+        raise
+    run.release()
+    return result
+
+
+def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -> FitResult:
+    """The phases of a run, each a function that returns what the next one needs."""
+    _seed(config)
+    inputs = load_inputs(config)
+    resolved = resolve_config(config, inputs, strategy, run)
+    plan = plan_batches(resolved, inputs, strategy)
+    stored = load_config(run.source / CONFIG_NAME) if run.resuming else None
+    if stored is not None:
+        _check_resumable(run.source, stored, resolved, plan.fingerprint)
+    model = build_model(resolved, inputs, plan, strategy)
+    trained = train_model(resolved, run, model, inputs, plan, verbose)
+    evaluated = evaluate(resolved, model, inputs, plan, trained)
+    _write_checkpoint_and_report(run.path, model, inputs, evaluated, trained.history)
+    exported = export_model(run.path, model, inputs)
+    # The export is complete: the training checkpoints are no longer needed.
+    shutil.rmtree(run.path / run_dir.CHECKPOINT_DIR, ignore_errors=True)
+    return FitResult(
+        run_dir=run.source,
+        saved_model_dir=exported.path,
+        log_dir=run.path / LOG_DIR,
+        report=evaluated.report,
+        report_text=evaluated.text,
+        eval_split=evaluated.split,
+        history=trained.history,
+        stats=trained.stats,
+        raw_text_unsupported=exported.reason,
+        chief=not run.scratch,
+    )
+
+
+def _seed(config: FitConfig) -> None:
+    """Seeds Python's, NumPy's and TensorFlow's global generators, as Keras does.
+
+    Data order, initialisation and dropout all follow the seed.
+    """
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(config.seed)
+
+
+@contextlib.contextmanager
+def _determinism(enabled: bool):
+    """Turns on TensorFlow's op determinism for the run, and back off after it."""
+    if not enabled:
+        yield
+        return
+    from tensorflow.python.framework import config as tf_config
+
+    was_enabled = tf_config.is_op_determinism_enabled()
+    tf_config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            tf_config.disable_op_determinism()
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What the run learns from: data, tokenizer and tokens (the load + tokenize phase).
+
+    Attributes:
+        data: The canonical splits and label names.
+        tokenizer: The checkpoint's fast tokenizer.
+        tokens: The tokenized splits.
+        model_path: The checkpoint directory.
+        model_config: The checkpoint's config, with the run's labels.
+    """
+
+    data: loading.TextClassificationData
+    tokenizer: object
+    tokens: object
+    model_path: str
+    model_config: object
+
+
+def load_inputs(config: FitConfig) -> Inputs:
+    """Loads the data and the checkpoint's tokenizer, and tokenizes every split."""
+    from tf_finetune.data import tokenization
+    from tf_finetune.modeling import models
+
+    model_path = models.resolve_model_path(config.model, config.allow_pickle_weights)
+    data = loading.load_data(config)
+    atomic.fault_point("data")
+    model_config = models.load_model_config(model_path, data.label_names)
+    tokenizer = tokenization.load_tokenizer(model_path)
+    tokens = tokenization.tokenize(
+        data.splits,
+        tokenizer,
+        config.max_length,
+        config.padding,
+        tokenization.length_limit(tokenizer, model_config),
+    )
+    return Inputs(data, tokenizer, tokens, model_path, model_config)
+
+
+def resolve_config(config: FitConfig, inputs: Inputs, strategy, run) -> FitConfig:
+    """Returns `config` with every `auto` replaced by what the run uses, and its folder."""
+    from tf_finetune.runtime import distribution
+
+    return dataclasses.replace(
+        config,
+        max_length=inputs.tokens.max_length,
+        pad_to_multiple_of=distribution.resolve_pad_multiple(config.pad_to_multiple_of),
+        mixed_precision=distribution.resolve_precision(config.mixed_precision),
+        strategy=distribution.strategy_name(strategy),
+        output_dir=str(run.source.parent),
+        run_name=run.source.name,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """How the run is fed (the batches phase).
+
+    Attributes:
+        recipe: Turns a tokenized split into batches.
+        global_batch: Examples per step, over every replica.
+        updates: Optimizer updates of the whole run (for the learning-rate schedule).
+        class_weights: Loss weight per class id, or None.
+        fingerprint: What a resumed run must find unchanged: labels, global batch and
+            each split's tokens.
+    """
+
+    recipe: object
+    global_batch: int
+    updates: int
+    class_weights: list[float] | None
+    fingerprint: dict
+
+
+def plan_batches(config: FitConfig, inputs: Inputs, strategy) -> BatchPlan:
+    """Plans the global batch, the number of updates and the class weights."""
+    from tf_finetune.data import batching
+    from tf_finetune.modeling import losses, schedules
+
+    splits, names = inputs.tokens.splits, inputs.data.label_names
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    accumulation = config.gradient_accumulation_steps
+    logger.info(
+        "Global batch %d: %d per replica x %d replica(s)%s.",
+        global_batch,
+        config.batch_size,
+        strategy.num_replicas_in_sync,
+        f"; {global_batch * accumulation} per update ({accumulation} batches accumulated)"
+        if accumulation > 1
+        else "",
+    )
+    steps_per_epoch = batching.batches_per_pass(len(splits["train"]), global_batch)
+    weights = losses.class_weights(config.class_weights, names, splits["train"]["labels"][:])
+    if weights is not None:
+        described = ", ".join(f"{n} {w:.3g}" for n, w in zip(names, weights, strict=True))
+        logger.info("Class weights: %s.", described)
+    recipe = batching.BatchRecipe(
+        padding=config.padding,
+        input_names=inputs.tokens.input_names,
+        pad_values=batching.pad_values(inputs.tokenizer),
+        global_batch=global_batch,
+        max_length=config.max_length,
+        pad_to_multiple_of=config.pad_to_multiple_of,
+    )
+    fingerprint = {
+        "labels": names,
+        "global_batch": global_batch,
+        **{split: batching.fingerprint(splits[split]) for split in splits},
+    }
+    return BatchPlan(
+        recipe=recipe,
+        global_batch=global_batch,
+        updates=schedules.optimizer_steps(steps_per_epoch, config.epochs, accumulation),
+        class_weights=weights,
+        fingerprint=fingerprint,
+    )
+
+
+def build_model(config: FitConfig, inputs: Inputs, plan: BatchPlan, strategy):
+    """Builds and compiles the classifier under the strategy and precision policy."""
+    from tf_finetune.modeling import models, schedules
+    from tf_finetune.runtime import distribution
+
+    # Layers take the precision policy when they are built.
+    with distribution.precision_policy(config.mixed_precision), strategy.scope():
+        model = models.build_model(
+            inputs.model_path, inputs.model_config, config.allow_pickle_weights
+        )
+        models.compile_model(
+            model,
+            schedules.learning_rate(config, plan.updates),
+            config.jit_compile,
+            weight_decay=config.weight_decay or 0.0,
+            clip_norm=config.clip_norm,
+            accumulation_steps=config.gradient_accumulation_steps,
+            class_weights=plan.class_weights,
+            label_smoothing=config.label_smoothing,
+            freeze_base=config.freeze_base,
+        )
+    return model
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """What the train phase leaves: its history and speed, and the epoch to keep.
+
+    Attributes:
+        history: Keras metrics per epoch, with speed figures.
+        stats: Speed figures of training (see `throughput.summarize`).
+        chosen: The epoch whose weights the model now holds.
+        validation: The validation batches, reused for the report when there is no test.
+    """
+
+    history: dict
+    stats: dict
+    chosen: object
+    validation: object
+
+
+def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: int) -> Trained:
+    """Trains (or continues) the model, then loads the chosen epoch's weights into it.
+
+    A resumed run whose training had finished goes straight to choosing the epoch.
+    """
+    from tf_finetune.training import best_epoch, checkpointing, loop, summaries
+
+    checkpointer = checkpointing.Checkpointer(
+        run.path / run_dir.CHECKPOINT_DIR, model, restore_from=run.source / run_dir.CHECKPOINT_DIR
+    )
+    start = checkpointer.restore() if run.resuming else checkpointing.ResumePoint.start()
+    # Every check that can fail before training has passed: only now may an
+    # --overwrite move the previous run aside, and only a checkpoint deletes it.
+    run.begin_training()
+    checkpointer.after_save.append(run.commit)
+    atomic.write_text(run.path / CONFIG_NAME, config.to_yaml())
+    atomic.write_text(run.path / FINGERPRINT_NAME, json.dumps(plan.fingerprint) + "\n")
+    log_dir = run.path / LOG_DIR
+    summaries.write_hparams(log_dir, config, plan.global_batch)
+    validation = plan.recipe.batches(inputs.tokens.splits["validation"])
+    if _finished(config, start.epoch, start.history):
+        history = start.history
+        stats = json.loads((run.source / STATS_NAME).read_text(encoding="utf-8"))
+    else:
+        train_batches = plan.recipe.batches(
+            inputs.tokens.splits["train"], config.epochs, config.seed, start.global_step
+        )
+        split = loop.ValidationSplit(
+            validation,
+            inputs.tokens.splits["validation"]["labels"][:],
+            inputs.data.splits["validation"]["text"][:],
+            inputs.data.label_names,
+        )
+        callbacks = loop.run_callbacks(
+            config, train_batches, plan.global_batch, checkpointer, log_dir, start
+        )
+        result = loop.train(
+            model,
+            train_batches,
+            split,
+            config.epochs,
+            log_dir,
+            checkpointer,
+            config.checkpoint_steps,
+            start,
+            verbose,
+            extra_callbacks=callbacks,
+        )
+        history = result.history
+        stats = result.stats | {
+            "resumed_from_step": start.global_step,
+            "optimizer_steps": int(model.optimizer.iterations.numpy()),
+            "parameters": int(model.count_params()),
+        }
+        atomic.write_text(run.path / STATS_NAME, json.dumps(stats, indent=2) + "\n")
+    if config.restore_best:
+        chosen = best_epoch.selection(history, config.monitor, config.epochs)
+        best_epoch.restore(checkpointer, chosen)
+    else:
+        chosen = best_epoch.last_epoch(history)
+    return Trained(history, stats, chosen, validation)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluated:
+    """The report phase's result on the evaluation split.
+
+    Attributes:
+        split: "test", or "validation" when there is no test split.
+        report: scikit-learn's report dict plus `confusion_matrix`, `labels` and
+            `model_epoch`.
+        text: The report as text, naming the epoch and the pictures.
+        y_true: The split's label ids.
+        probabilities: The model's class probabilities, in split order.
+    """
+
+    split: str
+    report: dict
+    text: str
+    y_true: list[int]
+    probabilities: object
+
+
+def evaluate(config, model, inputs: Inputs, plan: BatchPlan, trained: Trained) -> Evaluated:
+    """Scores the chosen epoch's model on the test split (validation without one)."""
+    from tf_finetune.evaluation import scoring
+
+    split, names = inputs.data.eval_split, inputs.data.label_names
+    tokens = inputs.tokens.splits[split]
+    batches = trained.validation if split == "validation" else plan.recipe.batches(tokens)
+    probabilities = scoring.predict_probabilities(model, batches)
+    y_true = tokens["labels"][:]
+    report = scoring.build_report(y_true, probabilities, names)
+    report["model_epoch"] = dataclasses.asdict(trained.chosen)
+    text = scoring.format_report(y_true, probabilities, names) + (
+        f"\n{trained.chosen.describe()}\nPictures in {Path(config.output_dir) / config.run_name}: "
+        f"{CONFUSION_PNG} ({split} split) and {CURVES_PNG} (loss and accuracy per epoch).\n"
+    )
+    logger.info(
+        "%s accuracy %.4f, macro F1 %.4f.",
+        split,
+        report["accuracy"],
+        report["macro avg"]["f1-score"],
+    )
+    return Evaluated(split, report, text, y_true, probabilities)
+
+
+def export_model(run_path: Path, model, inputs: Inputs):
+    """Exports the SavedModel as the run directory's next version."""
+    from tf_finetune.export import saved_model
+
+    return saved_model.export_saved_model(
+        model,
+        inputs.data.label_names,
+        inputs.tokens.input_names,
+        run_path,
+        tokenizer=inputs.tokenizer,
+        max_length=inputs.tokens.max_length,
+        text_pair=inputs.data.has_text_pair,
+    )
+
+
+def _finished(config: FitConfig, epoch: int, history: dict) -> bool:
+    """Whether training is over: every epoch done, or early stopping stopped it."""
+    from tf_finetune.training import best_epoch
+
+    values = history.get(config.monitor, [])
+    stopped = best_epoch.patience_exhausted(values, config.monitor, config.early_stopping_patience)
+    return epoch >= config.epochs or stopped
+
+
+def _check_resumable(path: Path, stored: FitConfig, resolved: FitConfig, fingerprint) -> None:
+    """Refuses to resume a run whose model or data settings have changed."""
+    changed = differences(stored, resolved)
+    previous_path = path / FINGERPRINT_NAME
+    if previous_path.is_file():
+        previous = json.loads(previous_path.read_text(encoding="utf-8"))
+        changed += [
+            _describe_change(key, previous.get(key), value)
+            for key, value in fingerprint.items()
+            if previous.get(key) != value
+        ]
+    if changed:
+        raise ConfigError(
+            f"Cannot resume {path}: settings that change the model or data differ ("
+            + "; ".join(changed)
+            + f"). Resume with --config {path / CONFIG_NAME}, or start a new run."
+        )
+
+
+def _describe_change(key: str, before, after) -> str:
+    if key == "labels":
+        return f"labels: {before} -> {after}"
+    if key == "global_batch":
+        return f"global batch (batch_size x replicas): {before} -> {after}"
+    return f"{key} data changed"
+
+
+def _write_checkpoint_and_report(
+    run_path: Path, model, inputs: Inputs, evaluated: Evaluated, history: dict
+) -> None:
+    """Writes the Hugging Face checkpoint, label names, report, predictions and pictures.
+
+    Each file is written into a temporary folder first, then renamed into place.
+
+    Raises:
+        ExportError: A file cannot be written (a full disk); nothing was replaced.
+    """
+    import tensorflow as tf
+
+    from tf_finetune.evaluation import plots, scoring
+
+    names = inputs.data.label_names
+    try:
+        with atomic.staged_files(run_path) as staging:
+            atomic.fault_point("report")
+            plots.confusion_matrix_png(
+                evaluated.report["confusion_matrix"], names, staging / CONFUSION_PNG
+            )
+            plots.training_curves_png(history, staging / CURVES_PNG)
+            model.save_pretrained(staging)
+            inputs.tokenizer.save_pretrained(staging)
+            (staging / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+            scoring.write_report(evaluated.report, evaluated.text, staging)
+            scoring.write_predictions(
+                staging / "predictions.csv",
+                inputs.data.splits[evaluated.split]["text"][:],
+                evaluated.y_true,
+                evaluated.probabilities,
+                names,
+            )
+    except (OSError, tf.errors.OpError) as error:
+        # tf.errors.OpError: TensorFlow's file system reports a full disk as
+        # ResourceExhaustedError, a read-only one as PermissionDeniedError, ...
+        raise ExportError(
+            f"Cannot write the run's artefacts to {run_path}: {short_reason(error)}. "
+            "Nothing written before was changed; fix the cause (disk space?)."
+        ) from None
+
+
+def _run_dir_path(config: FitConfig) -> Path:
+    """Returns the run directory that `config` names."""
+    name = config.run_name or _default_run_name(config)
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise ConfigError(f"Config key 'run_name' must be a plain folder name. Received: {name!r}.")
+    return Path(config.output_dir).expanduser() / name
+
+
+def _default_run_name(config: FitConfig) -> str:
+    model = config.model.split(":")[-1].rstrip("/").split("/")[-1]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{model}-{loading.describe_source(config)}-{stamp}"

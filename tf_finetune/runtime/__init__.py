@@ -1,0 +1,1 @@
+"""The process around a run: run directories, atomic writes, devices, cluster."""

@@ -1,0 +1,1 @@
+"""Using exports: prediction, reports, comparisons and TensorBoard."""

@@ -1,0 +1,462 @@
+"""Predicting and reporting from an exported SavedModel alone.
+
+Only TensorFlow is needed to run the model: the export tokenizes raw text itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from google.protobuf.message import DecodeError
+
+from tf_finetune.data import files
+from tf_finetune.errors import (
+    ConfigError,
+    DataError,
+    ExportError,
+    TfFinetuneError,
+    first_line,
+    short_reason,
+)
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = (".csv", ".jsonl")
+INPUT_FORMATS = ("csv", "tsv", "jsonl", "txt")
+# The input path that means standard input.
+STDIN = "-"
+
+
+class ExportedModel:
+    """A raw-text SavedModel loaded for prediction.
+
+    Args:
+        path: A SavedModel version folder, or a folder of versions (a run directory, a
+            TensorFlow Serving model base path), whose highest version is used.
+
+    Raises:
+        ExportError: There is no SavedModel there, or it does not take raw text.
+    """
+
+    def __init__(self, path: str | Path):
+        import tensorflow as tf
+
+        self.path = _version_folder(Path(path))
+        self._tf = tf
+        try:
+            loaded = tf.saved_model.load(str(self.path))
+            self._signature = loaded.signatures["serving_default"]
+        except (tf.errors.OpError, OSError, ValueError, KeyError, DecodeError) as error:
+            raise ExportError(
+                f"The SavedModel at {self.path} cannot be loaded ({first_line(error)}): it is "
+                "damaged or incomplete. Export it again, e.g. with tf-finetune fit --resume "
+                "on its run."
+            ) from None
+        inputs = self._signature.structured_input_signature[1]
+        if "text" not in inputs:
+            raise ExportError(
+                f"The SavedModel at {self.path} takes token ids, not raw text (its tokenizer "
+                "cannot run in the graph). Tokenize with the run's tokenizer and call its "
+                "'token_ids' signature instead."
+            )
+        self.takes_pair = "text_pair" in inputs
+        self.label_names = [name.decode() for name in loaded.label_names.numpy()]
+        self._loaded = loaded  # keeps the signature's variables alive
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        """Returns class probabilities `[len(texts), classes]`."""
+        if not texts:
+            return np.zeros((0, len(self.label_names)), np.float32)
+        inputs = {"text": self._tf.constant(texts, self._tf.string)}
+        if self.takes_pair:
+            if pairs is None:
+                raise DataError("This model was trained on text pairs; give the second texts.")
+            inputs["text_pair"] = self._tf.constant(pairs, self._tf.string)
+        return self._signature(**inputs)["scores"].numpy()
+
+
+def _version_folder(path: Path) -> Path:
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = (
+        sorted(
+            (p for p in path.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file()),
+            key=lambda p: int(p.name),
+        )
+        if path.is_dir()
+        else []
+    )
+    if not versions:
+        raise ExportError(
+            f"No SavedModel in {path}. Pass a run directory or a SavedModel version folder."
+        )
+    return versions[-1]
+
+
+def iter_batches(
+    path: str | Path,
+    text_column: str,
+    pair_column: str | None = None,
+    label_column: str | None = None,
+    batch_size: int = 64,
+    input_format: str | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Reads a .csv, .tsv, .jsonl or .txt file in batches of rows, without loading it whole.
+
+    A .txt file holds one text per line, in the column `text_column`. Nothing is read
+    before the first batch is asked for.
+
+    Args:
+        path: The file, or "-" for standard input (read to its end first).
+        text_column: Column of the texts.
+        pair_column: Column of the second texts, for pair models.
+        label_column: Column of the true labels, for reports.
+        batch_size: Rows per batch.
+        input_format: One of `INPUT_FORMATS`; by default the file name's suffix tells,
+            and standard input is one text per line.
+
+    Raises:
+        DataError: The file cannot be read or lacks a column.
+    """
+    if str(path) == STDIN:
+        yield from _stdin_batches(
+            text_column, pair_column, label_column, batch_size, input_format or "txt"
+        )
+        return
+    path = Path(path)
+    kind = input_format or ("txt" if path.suffix.lower() == ".txt" else None)
+    files.check_file(path, "Input file")
+    wanted = [c for c in (text_column, pair_column, label_column) if c]
+    if kind == "txt":
+        yield from _text_lines(path, text_column, batch_size)
+        return
+    for chunk in files.iter_table(path, batch_size, kind):
+        missing = [c for c in wanted if c not in chunk.columns]
+        if missing:
+            raise DataError(
+                f"{path} has no column {missing[0]!r}. Columns found: "
+                f"{', '.join(map(str, chunk.columns))}. Choose one with the column options."
+            )
+        yield chunk
+
+
+def _stdin_batches(text_column, pair_column, label_column, batch_size, input_format):
+    """Copies standard input to a temporary file, then reads it like a file."""
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tf-finetune-stdin-") as folder:
+        copy = Path(folder) / f"stdin.{input_format}"
+        with copy.open("wb") as handle:
+            shutil.copyfileobj(sys.stdin.buffer, handle)
+        try:
+            yield from iter_batches(
+                copy, text_column, pair_column, label_column, batch_size, input_format
+            )
+        except DataError as error:
+            raise DataError(str(error).replace(str(copy), "standard input")) from None
+
+
+def estimate_rows(path: str | Path) -> int | None:
+    """Counts the lines of a text data file, for a progress bar; None for binary formats.
+
+    A quoted CSV cell that spans lines makes this an overestimate.
+    """
+    if str(path) == STDIN:
+        return None
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".jsonl", ".txt") or not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    header = 1 if suffix in (".csv", ".tsv") else 0
+    return max(lines - header, 0)
+
+
+def _text_lines(path: Path, column: str, batch_size: int) -> Iterator[pd.DataFrame]:
+    with files.reading(path, "txt"), path.open(encoding="utf-8-sig") as handle:
+        batch = []
+        for line in handle:
+            batch.append(line.rstrip("\r\n"))
+            if len(batch) == batch_size:
+                yield pd.DataFrame({column: batch})
+                batch = []
+        if batch:
+            yield pd.DataFrame({column: batch})
+
+
+def predict(
+    model_dir: str | Path,
+    output=None,
+    *,
+    texts: list[str] | None = None,
+    input_file: str | Path | None = None,
+    input_format: str | None = None,
+    text_column: str = "text",
+    pair_column: str | None = None,
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Classifies `texts` or the rows of `input_file` with an export; what `predict` runs.
+
+    Args:
+        model_dir: A run directory or SavedModel version folder.
+        output: A `.csv` or `.jsonl` path, replaced only once every prediction is
+            written, or an open text stream (CSV).
+        texts: Texts to classify, instead of `input_file`.
+        input_file: A .csv, .tsv, .jsonl or .txt file, or "-" for standard input.
+        input_format: The input's format when its name does not tell (`INPUT_FORMATS`).
+        text_column: Column of the texts.
+        pair_column: Column of the second texts, for pair models.
+        batch_size: Texts per call of the model.
+        on_batch: Called with the number of rows of each batch written.
+
+    Returns:
+        The number of predictions written.
+
+    Raises:
+        DataError: The input cannot be read; a path `output` is then left as it was.
+        ExportError: The SavedModel cannot be loaded, or `output` cannot be written.
+    """
+    from tf_finetune.runtime import atomic
+
+    model = ExportedModel(model_dir)
+    if texts is not None:
+        batches = iter([pd.DataFrame({text_column: list(texts)})])
+        source = "--text"
+    else:
+        batches = iter_batches(
+            input_file, text_column, pair_column, batch_size=batch_size, input_format=input_format
+        )
+        source = "standard input" if str(input_file) == STDIN else str(input_file)
+    if output is None or not isinstance(output, str | Path):
+        stream = output if output is not None else io.StringIO()
+        return predict_file(
+            model, batches, stream, ".csv", text_column, pair_column, on_batch, source
+        )
+    path = Path(output)
+    try:
+        with atomic.replaced_file(path) as handle:
+            return predict_file(
+                model,
+                batches,
+                handle,
+                path.suffix.lower(),
+                text_column,
+                pair_column,
+                on_batch,
+                source,
+            )
+    except OSError as error:
+        raise ExportError(
+            f"Cannot write {path}: {short_reason(error)}. {path} was left as it was."
+        ) from None
+    except TfFinetuneError as error:  # bad input, or stopped by a signal
+        error.args = (f"{first_line(error)}. {path} was left as it was.",)
+        raise
+
+
+def report(
+    model_dir: str | Path,
+    data_file: str | Path,
+    output_dir: str | Path | None = None,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    pair_column: str | None = None,
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[dict, Path]:
+    """Scores an export on a labelled file and writes the report folder; what `report` runs.
+
+    Args:
+        model_dir: A run directory or SavedModel version folder.
+        data_file: A labelled .csv, .tsv, .jsonl, .json or .parquet file.
+        output_dir: The report folder, which must not exist [default:
+            `<model_dir>/reports/<data file name>`].
+        text_column: Column of the texts.
+        label_column: Column of the true labels.
+        pair_column: Column of the second texts, for pair models.
+        batch_size: Texts per call of the model.
+        on_batch: Called with the number of rows of each batch scored.
+
+    Returns:
+        `report_file`'s result and the folder written.
+    """
+    if label_column in (text_column, pair_column):
+        raise ConfigError(
+            f"The label column {label_column!r} is also a text column. Give each its own."
+        )
+    model = ExportedModel(model_dir)
+    batches = iter_batches(data_file, text_column, pair_column, label_column, batch_size)
+    result = report_file(
+        model, batches, text_column, label_column, pair_column, str(data_file), on_batch
+    )
+    name = Path(data_file).name.split(".")[0]
+    directory = Path(output_dir) if output_dir else Path(model_dir) / "reports" / name
+    return result, write_report_dir(result, directory)
+
+
+def predict_file(
+    model: ExportedModel,
+    batches: Iterator[pd.DataFrame],
+    output,
+    output_format: str,
+    text_column: str,
+    pair_column: str | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    source: str = "the input",
+) -> int:
+    """Writes the label and every class probability of each input row to `output`.
+
+    Args:
+        model: The loaded export.
+        batches: From `iter_batches`.
+        output: A text stream.
+        output_format: ".csv" or ".jsonl".
+        text_column: Column of the texts.
+        pair_column: Column of the second texts, for pair models.
+        on_batch: Called with the number of rows of each batch written.
+        source: The input's name, for error messages.
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        DataError: A row has no text (a missing JSON key or null), naming its line.
+    """
+    names = model.label_names
+    writer = csv.writer(output) if output_format == ".csv" else None
+    header = ["text", "label", *(f"p_{name}" for name in names)]
+    count = 0
+    for chunk in batches:
+        texts = files.text_cells(chunk, text_column, source)
+        pairs = files.text_cells(chunk, pair_column, source) if pair_column else None
+        scores = model.predict(texts, pairs)
+        if writer and header:
+            # Written only once the input has been read: a bad input leaves no output.
+            writer.writerow(header)
+            header = None
+        for text, row in zip(texts, scores, strict=True):
+            label = names[int(row.argmax())]
+            if writer:
+                writer.writerow([text, label, *(f"{p:.6f}" for p in row)])
+            else:
+                record = {
+                    "text": text,
+                    "label": label,
+                    "scores": {n: round(float(p), 6) for n, p in zip(names, row, strict=True)},
+                }
+                output.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count += len(texts)
+        if on_batch:
+            on_batch(len(texts))
+    if writer and header:
+        writer.writerow(header)
+    return count
+
+
+def report_file(
+    model: ExportedModel,
+    batches: Iterator[pd.DataFrame],
+    text_column: str,
+    label_column: str,
+    pair_column: str | None,
+    source: str,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict:
+    """Scores a labelled file with the export.
+
+    Returns:
+        `report` (scikit-learn's dict plus `confusion_matrix` and `labels`), `text`, and
+        `misclassified` (the `texts`, `y_true` ids and `probabilities` of wrong rows).
+
+    Raises:
+        DataError: A label is missing or unknown to the model.
+    """
+    from tf_finetune.evaluation import scoring
+
+    index = {name: i for i, name in enumerate(model.label_names)}
+    texts, y_true, scores = [], [], []
+    for chunk in batches:
+        labels = files.text_cells(chunk, label_column, source)
+        unknown = sorted({v for v in labels if v not in index})
+        if unknown:
+            raise DataError(
+                f"{source}, column {label_column!r} has labels the model does not know: "
+                f"{', '.join(map(repr, unknown[:5]))}. The model's labels: "
+                f"{', '.join(model.label_names)}."
+            )
+        chunk_texts = files.text_cells(chunk, text_column, source)
+        pairs = files.text_cells(chunk, pair_column, source) if pair_column else None
+        scores.append(model.predict(chunk_texts, pairs))
+        texts += chunk_texts
+        y_true += [index[v] for v in labels]
+        if on_batch:
+            on_batch(len(chunk_texts))
+    if not texts:
+        raise DataError(f"{source} has no rows to score.")
+    probabilities = np.concatenate(scores)
+    names = model.label_names
+    wrong = np.flatnonzero(probabilities.argmax(axis=1) != np.array(y_true))
+    return {
+        "report": scoring.build_report(y_true, probabilities, names),
+        "text": scoring.format_report(y_true, probabilities, names),
+        "misclassified": {
+            "texts": [texts[i] for i in wrong],
+            "y_true": [y_true[i] for i in wrong],
+            "probabilities": probabilities[wrong],
+        },
+    }
+
+
+def write_report_dir(result: dict, directory: Path) -> Path:
+    """Writes report.json, report.txt, confusion_matrix.png and misclassified.csv.
+
+    The folder is written under a temporary name beside `directory` and renamed when
+    complete; an existing `directory` is never overwritten.
+
+    Raises:
+        ExportError: `directory` exists already.
+    """
+    from tf_finetune.evaluation import plots, scoring
+
+    if directory.exists():
+        raise ExportError(f"{directory} exists already. Choose another --output-dir.")
+    staging = directory.parent / f".tmp-{directory.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        scoring.write_report(result["report"], result["text"], staging)
+        plots.confusion_matrix_png(
+            result["report"]["confusion_matrix"],
+            result["report"]["labels"],
+            staging / "confusion_matrix.png",
+        )
+        wrong = result["misclassified"]
+        scoring.write_predictions(
+            staging / "misclassified.csv",
+            wrong["texts"],
+            wrong["y_true"],
+            wrong["probabilities"],
+            result["report"]["labels"],
+        )
+        staging.rename(directory)
+    except OSError as error:
+        raise ExportError(
+            f"Cannot write the report to {directory}: {short_reason(error)}. Choose "
+            "another --output-dir, or fix the cause (disk space?)."
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory

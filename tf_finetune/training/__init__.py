@@ -1,0 +1,1 @@
+"""The training loop and what runs beside it: checkpoints, summaries, speed."""
