@@ -82,17 +82,17 @@ def probe(variant: str, steps: int, data: Path) -> dict:
             optimization.create_slots(model.optimizer, model.trainable_variables)
     else:
         models.compile_model(model, 5e-5)
-    monitor = throughput.ThroughputMonitor(batches)
+    meter = throughput.SpeedMeter(batches)
     start = time.perf_counter()
-    model.fit(batches.dataset, epochs=1, steps_per_epoch=batches.steps, callbacks=[monitor])
+    model.fit(batches.dataset, epochs=1, steps_per_epoch=batches.steps, callbacks=[meter])
     per_call = 4 if variant == "steps_per_execution_4" else 1
     return {
         "fit_seconds": time.perf_counter() - start,
-        "first_step": monitor.first_step_seconds,
-        "median_step": float(np.median(monitor.step_seconds)) / per_call,
-        "mean_step": float(np.mean(monitor.step_seconds)) / per_call,
+        "first_step": meter.first_step_seconds,
+        "median_step": float(np.median(meter.step_seconds)) / per_call,
+        "mean_step": float(np.mean(meter.step_seconds)) / per_call,
         "traces": model.train_function.experimental_get_tracing_count(),
-        "padding_share": batches.stats(0).padding_share,
+        "padding_share": batches.padding(0).padding_share,
         "tf_version": tf.__version__,
     }
 

@@ -199,8 +199,8 @@ def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> No
     click.echo(result.report_text)
     click.echo(f"Run directory: {result.run_dir}")
     click.echo(f"SavedModel:    {result.saved_model_dir}")
-    if result.raw_text_unsupported:
-        click.echo(f"               takes token ids only: {result.raw_text_unsupported}")
+    if result.token_ids_only_reason:
+        click.echo(f"               takes token ids only: {result.token_ids_only_reason}")
     else:
         click.echo("               serving_default takes raw text")
     click.echo(f"TensorBoard:   tf-finetune tensorboard {result.run_dir.parent}")

@@ -57,7 +57,7 @@ class FitResult:
     Attributes:
         run_dir: The run directory (Hugging Face checkpoint, config, report, logs).
         saved_model_dir: The SavedModel version folder inside `run_dir`.
-        raw_text_unsupported: Why `serving_default` takes token ids instead of raw text,
+        token_ids_only_reason: Why `serving_default` takes token ids instead of raw text,
             or None when it takes raw text.
         log_dir: TensorBoard logs.
         report: scikit-learn's report dict plus `confusion_matrix` and `labels`.
@@ -79,7 +79,7 @@ class FitResult:
     eval_split: str
     history: dict
     stats: dict
-    raw_text_unsupported: str | None = None
+    token_ids_only_reason: str | None = None
     chief: bool = True
 
 
@@ -162,7 +162,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         eval_split=evaluated.split,
         history=trained.history,
         stats=trained.stats,
-        raw_text_unsupported=exported.reason,
+        token_ids_only_reason=exported.reason,
         chief=not run.scratch,
     )
 
@@ -230,7 +230,13 @@ def load_inputs(config: FitConfig) -> Inputs:
         config.padding,
         tokenization.length_limit(tokenizer, model_config),
     )
-    return Inputs(data, tokenizer, tokens, model_path, model_config)
+    return Inputs(
+        data=data,
+        tokenizer=tokenizer,
+        tokens=tokens,
+        model_path=model_path,
+        model_config=model_config,
+    )
 
 
 def resolve_config(config: FitConfig, inputs: Inputs, strategy, run) -> FitConfig:
@@ -381,10 +387,10 @@ def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: in
             inputs.tokens.splits["train"], config.epochs, config.seed, start.global_step
         )
         split = loop.ValidationSplit(
-            validation,
-            inputs.tokens.splits["validation"]["labels"][:],
-            inputs.data.splits["validation"]["text"][:],
-            inputs.data.label_names,
+            batches=validation,
+            labels=inputs.tokens.splits["validation"]["labels"][:],
+            texts=inputs.data.splits["validation"]["text"][:],
+            label_names=inputs.data.label_names,
         )
         callbacks = loop.run_callbacks(
             config, train_batches, plan.global_batch, checkpointer, log_dir, start
@@ -413,7 +419,7 @@ def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: in
         best_epoch.restore(checkpointer, chosen)
     else:
         chosen = best_epoch.last_epoch(history)
-    return Trained(history, stats, chosen, validation)
+    return Trained(history=history, stats=stats, chosen=chosen, validation=validation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -457,7 +463,9 @@ def evaluate(config, model, inputs: Inputs, plan: BatchPlan, trained: Trained) -
         report["accuracy"],
         report["macro avg"]["f1-score"],
     )
-    return Evaluated(split, report, text, y_true, probabilities)
+    return Evaluated(
+        split=split, report=report, text=text, y_true=y_true, probabilities=probabilities
+    )
 
 
 def export_model(run_path: Path, model, inputs: Inputs):

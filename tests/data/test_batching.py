@@ -117,7 +117,7 @@ def test_padding_statistics_count_every_fed_token(tokenizer):
     real = [int(b[0]["attention_mask"].sum()) for b in batches.dataset.as_numpy_iterator()]
     assert len(fed) == 24  # three planned epochs, back to back
     for epoch in range(3):
-        stats = batches.stats(epoch)
+        stats = batches.padding(epoch)
         assert stats.examples == 32
         assert stats.padded_tokens == sum(fed[epoch * 8 : (epoch + 1) * 8])
         assert stats.real_tokens == sum(real[epoch * 8 : (epoch + 1) * 8])
@@ -142,7 +142,7 @@ def test_max_length_batches_keep_the_tutorial_fixed_shape(tokenizer):
     batches = collated_batches(split, tokens.input_names, 3)
     shapes = [b[0]["input_ids"].shape for b in batches.dataset.as_numpy_iterator()]
     assert shapes == [(3, 12), (1, 12)]  # the remainder is kept
-    stats = batches.stats(0)
+    stats = batches.padding(0)
     assert (stats.examples, stats.padded_tokens) == (4, 48)
     assert stats.real_tokens == sum(sum(mask) for mask in split["attention_mask"][:])
 

@@ -66,12 +66,12 @@ def test_train_reports_speed_padding_and_tracing(trained):
     assert stats["train_seconds"] == pytest.approx(sum(history["train_seconds"]))
     for epoch in range(3):
         seconds = history["train_seconds"][epoch]
-        epoch_stats = batches.stats(epoch)
+        padding = batches.padding(epoch)
         assert history["samples_per_second"][epoch] == pytest.approx(32 / seconds)
         assert history["padded_tokens_per_second"][epoch] == pytest.approx(
-            epoch_stats.padded_tokens / seconds
+            padding.padded_tokens / seconds
         )
-        assert history["padding_share"][epoch] == pytest.approx(epoch_stats.padding_share)
+        assert history["padding_share"][epoch] == pytest.approx(padding.padding_share)
     assert stats["samples_per_second"] == pytest.approx(96 / stats["train_seconds"])
     # The first step traces the train function; later steps reuse it.
     assert stats["tracing_seconds"] > 5 * stats["median_step_seconds"]

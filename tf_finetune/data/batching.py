@@ -59,14 +59,14 @@ class Batches:
     Attributes:
         dataset: `(features, labels)` batches; for training, every epoch back to back.
         steps: Batches per epoch.
-        epoch_stats: Padding statistics of each epoch (one entry for evaluation).
+        epoch_padding: Padding statistics of each epoch (one entry for evaluation).
         order: For evaluation, the split index of each example in the order the
             batches yield them; `restore_order` puts predictions back in split order.
     """
 
     dataset: tf.data.Dataset
     steps: int
-    epoch_stats: list[PaddingStats]
+    epoch_padding: list[PaddingStats]
     order: np.ndarray | None = None
 
     def restore_order(self, values: np.ndarray) -> np.ndarray:
@@ -77,9 +77,9 @@ class Batches:
         restored[self.order] = values
         return restored
 
-    def stats(self, epoch: int) -> PaddingStats:
+    def padding(self, epoch: int) -> PaddingStats:
         """Returns the padding statistics of an epoch (0-based)."""
-        return self.epoch_stats[min(epoch, len(self.epoch_stats) - 1)]
+        return self.epoch_padding[min(epoch, len(self.epoch_padding) - 1)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,15 +252,7 @@ def grouped_batches(
         first_step: Leave out the first this many batches of the plan: a resumed run
             continues with exactly the batches an uninterrupted run would feed next.
     """
-    # Each token column is read from Arrow once; the real lengths come from the mask.
-    raw = {name: _list_column(split, name) for name in input_names}
-    if "attention_mask" in raw:
-        lengths = _mask_sums(*raw["attention_mask"])
-    else:
-        lengths = example_lengths(split)
-    for name, (_, row_lengths) in raw.items():
-        if not np.array_equal(row_lengths, lengths):
-            raise ValueError(f"Column {name!r} is padded; grouped batching needs unpadded tokens.")
+    raw, lengths = _token_columns(split, input_names)
     cap = max_length or int(lengths.max(initial=1))
     rng = np.random.default_rng(seed) if seed is not None else None
     plans = [plan_batches(lengths, batch_size, group, rng) for _ in range(epochs)]
@@ -270,12 +262,37 @@ def grouped_batches(
     ]
     stats = [
         PaddingStats(
-            len(lengths),
-            int(lengths.sum()),
-            sum(w * len(b) for w, b in zip(plan_widths, plan, strict=True)),
+            examples=len(lengths),
+            real_tokens=int(lengths.sum()),
+            padded_tokens=sum(w * len(b) for w, b in zip(plan_widths, plan, strict=True)),
         )
         for plan, plan_widths in zip(plans, widths, strict=True)
     ]
+    labels = np.asarray(split["labels"][:], np.int64)
+    dataset = _padded_dataset(raw, labels, pad_values, plans, widths, first_step)
+    order = np.concatenate(plans[0]) if seed is None else None
+    return Batches(dataset=dataset, steps=len(plans[0]), epoch_padding=stats, order=order)
+
+
+def _token_columns(split: datasets.Dataset, input_names: list[str]):
+    """Reads each token column from Arrow once; returns them and the examples' lengths.
+
+    Raises:
+        ValueError: A column is padded (its rows are longer than the attention mask).
+    """
+    raw = {name: _list_column(split, name) for name in input_names}
+    if "attention_mask" in raw:
+        lengths = _mask_sums(*raw["attention_mask"])
+    else:
+        lengths = example_lengths(split)
+    for name, (_, row_lengths) in raw.items():
+        if not np.array_equal(row_lengths, lengths):
+            raise ValueError(f"Column {name!r} is padded; grouped batching needs unpadded tokens.")
+    return raw, lengths
+
+
+def _padded_dataset(raw, labels, pad_values, plans, widths, first_step) -> tf.data.Dataset:
+    """The planned batches, every epoch back to back, each gathered and padded in the graph."""
     all_batches = list(itertools.chain.from_iterable(plans))
     indices = tf.RaggedTensor.from_row_lengths(
         np.concatenate(all_batches).astype(np.int64), [len(b) for b in all_batches]
@@ -285,7 +302,7 @@ def grouped_batches(
         name: tf.RaggedTensor.from_row_lengths(values.astype(np.int32), row_lengths)
         for name, (values, row_lengths) in raw.items()
     }
-    labels = tf.constant(np.asarray(split["labels"][:], np.int64))
+    labels = tf.constant(labels)
 
     @tf.autograph.experimental.do_not_convert
     def gather_and_pad(batch, width):
@@ -304,9 +321,7 @@ def grouped_batches(
         .map(gather_and_pad, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    dataset = _shard_by_data(dataset)
-    order = np.concatenate(plans[0]) if seed is None else None
-    return Batches(dataset, len(plans[0]), stats, order)
+    return _shard_by_data(dataset)
 
 
 def collated_batches(
@@ -354,8 +369,10 @@ def collated_batches(
         dataset = _shard_by_data(dataset)
     lengths = example_lengths(split)
     width = len(split[0]["input_ids"]) if count else 0
-    stats = PaddingStats(count, int(lengths.sum()), width * count)
-    return Batches(dataset, steps, [stats])
+    stats = PaddingStats(
+        examples=count, real_tokens=int(lengths.sum()), padded_tokens=width * count
+    )
+    return Batches(dataset=dataset, steps=steps, epoch_padding=[stats])
 
 
 def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:

@@ -87,7 +87,9 @@ def load_data(config: FitConfig) -> TextClassificationData:
         ", ".join(names),
     )
     return TextClassificationData(
-        datasets.DatasetDict(splits), names, config.text_pair_column is not None
+        splits=datasets.DatasetDict(splits),
+        label_names=names,
+        has_text_pair=config.text_pair_column is not None,
     )
 
 

@@ -118,7 +118,13 @@ def tokenize(
     logger.info(
         "Tokenized with max_length %d (longest training example: %d tokens).", max_length, longest
     )
-    return TokenizedData(tokenized, input_names, int(max_length), longest, truncated)
+    return TokenizedData(
+        splits=tokenized,
+        input_names=input_names,
+        max_length=int(max_length),
+        longest_train=longest,
+        truncated_train=truncated,
+    )
 
 
 def _lengths(split: datasets.Dataset, tokenizer, limit: int) -> np.ndarray:

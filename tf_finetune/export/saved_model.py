@@ -114,7 +114,7 @@ def export_saved_model(
     logger.info("Exported SavedModel version %d to %s.", version, final)
     if reason:
         logger.warning("The SavedModel takes token ids only: %s", reason)
-    return Export(final, tokens is not None, reason)
+    return Export(path=final, raw_text=tokens is not None, reason=reason)
 
 
 def _graph_tokenizer(tokenizer, max_length):

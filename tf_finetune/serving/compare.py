@@ -173,7 +173,7 @@ def _inference_speed(result) -> float | None:
     from tf_finetune.errors import ExportError
     from tf_finetune.serving import prediction
 
-    if result.raw_text_unsupported:
+    if result.token_ids_only_reason:
         return None
     try:
         model = prediction.ExportedModel(result.saved_model_dir)

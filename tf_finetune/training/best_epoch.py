@@ -74,13 +74,19 @@ def selection(history: dict, monitor: str, epochs: int) -> Selection:
     """Returns the best epoch of a run's `history`."""
     values = history[monitor]
     best = best_index(values, monitor)
-    return Selection(monitor, best + 1, values[best], len(values), len(values) < epochs)
+    return Selection(
+        monitor=monitor,
+        epoch=best + 1,
+        value=values[best],
+        trained=len(values),
+        stopped_early=len(values) < epochs,
+    )
 
 
 def last_epoch(history: dict) -> Selection:
     """Returns the last epoch of a run's `history`, for a run that keeps it."""
     trained = len(history.get("loss", []))
-    return Selection(None, trained, None, trained)
+    return Selection(monitor=None, epoch=trained, value=None, trained=trained)
 
 
 def weights_name(epoch: int) -> str:

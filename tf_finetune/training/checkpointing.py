@@ -63,7 +63,15 @@ class ResumePoint:
     @classmethod
     def start(cls) -> ResumePoint:
         """The point of a run that has not trained yet."""
-        return cls(0, 0, 0, {}, [], 0.0, "")
+        return cls(
+            global_step=0,
+            epoch=0,
+            step_in_epoch=0,
+            history={},
+            metric_sums=[],
+            epoch_seconds=0.0,
+            checkpoint="",
+        )
 
 
 class _Progress(tf.train.experimental.PythonState):
@@ -225,18 +233,18 @@ class TrainingCheckpoint(tf_keras.callbacks.Callback):
         start: Where this `fit` starts (`ResumePoint.start()` for a new run).
         stop_signals: An `interruption.StopSignals`; when it has received a signal,
             the callback saves after the current step and raises `TrainingInterrupted`.
-        monitor: The run's `throughput.ThroughputMonitor`, whose partial-epoch seconds
+        meter: The run's `throughput.SpeedMeter`, whose partial-epoch seconds
             are saved and restored.
     """
 
-    def __init__(self, checkpointer, steps_per_epoch, every_steps, start, stop_signals, monitor):
+    def __init__(self, checkpointer, steps_per_epoch, every_steps, start, stop_signals, meter):
         super().__init__()
         self._checkpointer = checkpointer
         self._steps = steps_per_epoch
         self._every = every_steps
         self._start = start
         self._signals = stop_signals
-        self._monitor = monitor
+        self._meter = meter
         self.history: dict[str, list[float]] = {k: list(v) for k, v in start.history.items()}
         self._epoch = start.epoch
         self._pending_sums = start.metric_sums if start.step_in_epoch else []
@@ -246,7 +254,7 @@ class TrainingCheckpoint(tf_keras.callbacks.Callback):
             # Keras' own mid-epoch resume hook: the first epoch starts at this step.
             counters = _StartCounters(self._start.epoch, self._start.step_in_epoch)
             self.model._training_state = counters
-            self._monitor.carry_seconds(self._start.epoch_seconds)
+            self._meter.carry_seconds(self._start.epoch_seconds)
 
     def on_train_end(self, logs=None):
         if isinstance(getattr(self.model, "_training_state", None), _StartCounters):
@@ -288,19 +296,27 @@ class TrainingCheckpoint(tf_keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        point = ResumePoint((epoch + 1) * self._steps, epoch + 1, 0, self.history, [], 0.0, "")
+        point = ResumePoint(
+            global_step=(epoch + 1) * self._steps,
+            epoch=epoch + 1,
+            step_in_epoch=0,
+            history=self.history,
+            metric_sums=[],
+            epoch_seconds=0.0,
+            checkpoint="",
+        )
         self._checkpointer.save(point)
 
     def _save(self, global_step: int, step_in_epoch: int) -> str:
         sums = [[v.numpy().tolist() for v in m.variables] for m in self.model.metrics]
         point = ResumePoint(
-            global_step,
-            self._epoch,
-            step_in_epoch,
-            self.history,
-            sums,
-            self._monitor.epoch_seconds,
-            "",
+            global_step=global_step,
+            epoch=self._epoch,
+            step_in_epoch=step_in_epoch,
+            history=self.history,
+            metric_sums=sums,
+            epoch_seconds=self._meter.epoch_seconds,
+            checkpoint="",
         )
         return self._checkpointer.save(point)
 

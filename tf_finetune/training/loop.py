@@ -107,17 +107,17 @@ def train(
         TrainingInterrupted: SIGTERM or Ctrl-C arrived; a checkpoint was saved first.
         TrainingDiverged: The loss became NaN or infinite.
     """
-    monitor = throughput.ThroughputMonitor(train_batches)
+    meter = throughput.SpeedMeter(train_batches)
     scorer = summaries.ValidationSummaries(
         validation.batches, validation.labels, validation.texts, validation.label_names, log_dir
     )
     checkpointer.after_save.append(scorer.flush)
     with interruption.StopSignals() as signals:
         saver = checkpointing.TrainingCheckpoint(
-            checkpointer, train_batches.steps, checkpoint_steps, start, signals, monitor
+            checkpointer, train_batches.steps, checkpoint_steps, start, signals, meter
         )
         callbacks = [
-            monitor,  # first, so the callbacks after it see its figures in the logs
+            meter,  # first, so the callbacks after it see its figures in the logs
             scorer,  # puts the val_* metrics into the logs of the callbacks after it
             *extra_callbacks,  # before the saver: what they hold by a step is saved with it
             saver,  # before TensorBoard: an epoch is logged only once it is saved
@@ -136,20 +136,28 @@ def train(
         except tf.errors.UnavailableError as error:
             if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
                 raise
-            raise WorkerLost(
-                f"Lost contact with another worker ({_unhealthy_tasks(error)}). Start every "
-                "worker again with the same command and --resume: they continue from the "
-                "chief's last checkpoint."
-            ) from None
+            raise _worker_lost(error) from None
     if signals.received:  # at an epoch's end or in validation: that epoch is saved
-        raise TrainingInterrupted(
-            f"Stopped by {signals.received} at the end of an epoch; its checkpoint is "
-            f"saved in {checkpointer.directory}. Run the same command with --resume to "
-            "continue.",
-            signals.exit_code,
-        )
-    metrics = saver.history
-    return TrainResult(metrics, throughput.summarize(metrics, monitor, train_batches, model))
+        raise _stopped_after_epoch(signals, checkpointer)
+    stats = throughput.summarize(saver.history, meter, train_batches, model)
+    return TrainResult(history=saver.history, stats=stats)
+
+
+def _stopped_after_epoch(signals, checkpointer) -> TrainingInterrupted:
+    return TrainingInterrupted(
+        f"Stopped by {signals.received} at the end of an epoch; its checkpoint is "
+        f"saved in {checkpointer.directory}. Run the same command with --resume to "
+        "continue.",
+        signals.exit_code,
+    )
+
+
+def _worker_lost(error: Exception) -> WorkerLost:
+    return WorkerLost(
+        f"Lost contact with another worker ({_unhealthy_tasks(error)}). Start every "
+        "worker again with the same command and --resume: they continue from the "
+        "chief's last checkpoint."
+    )
 
 
 def _unhealthy_tasks(error: Exception) -> str:

@@ -1,6 +1,6 @@
 """Measuring training speed: samples and tokens per second, padding, tracing, memory.
 
-`ThroughputMonitor` times each training step (validation excluded) and adds its figures
+`SpeedMeter` times each training step (validation excluded) and adds its figures
 to the epoch's logs, so Keras' History, the TensorBoard callback that follows it and
 the epoch log line all carry them. `summarize` turns the epochs into the run's
 `training_stats.json`.
@@ -14,7 +14,7 @@ import time
 import numpy as np
 import tf_keras
 
-# Keys this monitor adds to each epoch's logs.
+# Keys the meter adds to each epoch's logs.
 EPOCH_KEYS = (
     "samples_per_second",
     "real_tokens_per_second",
@@ -40,7 +40,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class ThroughputMonitor(tf_keras.callbacks.Callback):
+class SpeedMeter(tf_keras.callbacks.Callback):
     """Adds speed, padding and memory figures to each epoch's logs.
 
     Args:
@@ -82,7 +82,7 @@ class ThroughputMonitor(tf_keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        stats = self._batches.stats(epoch)
+        stats = self._batches.padding(epoch)
         seconds = max(self._epoch_seconds, 1e-9)
         logs["samples_per_second"] = stats.examples / seconds
         logs["real_tokens_per_second"] = stats.real_tokens / seconds
@@ -100,18 +100,18 @@ class ThroughputMonitor(tf_keras.callbacks.Callback):
         return max(self.first_step_seconds - typical, 0.0)
 
 
-def summarize(history: dict, monitor: ThroughputMonitor, batches, model) -> dict:
+def summarize(history: dict, meter: SpeedMeter, batches, model) -> dict:
     """Returns the run's speed figures: totals over all epochs, then each epoch's logs.
 
     Args:
-        history: Keras metrics per epoch, including the monitor's keys.
-        monitor: The run's `ThroughputMonitor`.
+        history: Keras metrics per epoch, including the meter's keys.
+        meter: The run's `SpeedMeter`.
         batches: The training `tf_data.Batches`.
         model: The trained Keras model (for the count of traced train functions).
     """
     epochs = len(history.get("train_seconds", []))
     seconds = sum(history.get("train_seconds", []))
-    stats = [batches.stats(epoch) for epoch in range(epochs)]
+    stats = [batches.padding(epoch) for epoch in range(epochs)]
     examples = sum(s.examples for s in stats)
     real = sum(s.real_tokens for s in stats)
     padded = sum(s.padded_tokens for s in stats)
@@ -122,10 +122,8 @@ def summarize(history: dict, monitor: ThroughputMonitor, batches, model) -> dict
         "real_tokens_per_second": real / seconds if seconds else 0.0,
         "padded_tokens_per_second": padded / seconds if seconds else 0.0,
         "padding_share": 1.0 - real / padded if padded else 0.0,
-        "tracing_seconds": monitor.tracing_seconds,
-        "median_step_seconds": float(np.median(monitor.step_seconds))
-        if monitor.step_seconds
-        else None,
+        "tracing_seconds": meter.tracing_seconds,
+        "median_step_seconds": float(np.median(meter.step_seconds)) if meter.step_seconds else None,
         "traced_train_functions": _tracing_count(model),
         "peak_rss_mib": peak_rss_mib(),
         "per_epoch": [
