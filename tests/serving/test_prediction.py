@@ -272,3 +272,22 @@ def test_commands_print_no_tensorflow_log_lines_unless_debug(run):
     tensorflow_lines = re.compile(r"^(?:[IWEF]\d{4} |WARNING: All log messages)", re.M)
     assert not tensorflow_lines.search(stderr_of())
     assert tensorflow_lines.search(stderr_of("--debug"))
+
+
+def test_predict_and_report_are_library_functions(run, tmp_path):
+    from tf_finetune import predict, report
+
+    stream = io.StringIO()
+    assert predict(run.run_dir, stream, texts=["a good film", "dull and boring"]) == 2
+    rows = list(csv.DictReader(io.StringIO(stream.getvalue())))
+    assert [r["label"] for r in rows] == ["pos", "neg"]
+    output = tmp_path / "out.jsonl"
+    assert predict(run.run_dir, output, texts=["superb"]) == 1
+    assert json.loads(output.read_text())["label"] == "pos"
+    data = write_csv(tmp_path / "labelled.csv", make_rows(12, seed=4))
+    result, folder = report(run.run_dir, data, tmp_path / "report")
+    assert folder == tmp_path / "report"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "confusion_matrix.png", "misclassified.csv", "report.json", "report.txt",
+    ]  # fmt: skip
+    assert result["report"]["macro avg"]["support"] == 12

@@ -6,7 +6,6 @@ Only TensorFlow is needed to run the model: the export tokenizes raw text itself
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import shutil
@@ -197,7 +196,7 @@ def _text_lines(path: Path, column: str, batch_size: int) -> Iterator[pd.DataFra
 
 def predict(
     model_dir: str | Path,
-    output=None,
+    output,
     *,
     texts: list[str] | None = None,
     input_file: str | Path | None = None,
@@ -239,10 +238,9 @@ def predict(
             input_file, text_column, pair_column, batch_size=batch_size, input_format=input_format
         )
         source = "standard input" if str(input_file) == STDIN else str(input_file)
-    if output is None or not isinstance(output, str | Path):
-        stream = output if output is not None else io.StringIO()
+    if not isinstance(output, str | Path):  # an open stream
         return predict_file(
-            model, batches, stream, ".csv", text_column, pair_column, on_batch, source
+            model, batches, output, ".csv", text_column, pair_column, on_batch, source
         )
     path = Path(output)
     try:
