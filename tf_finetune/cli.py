@@ -171,7 +171,8 @@ def _stop_on_signals(context: click.Context) -> None:
 @click.option(
     "--overwrite",
     is_flag=True,
-    help="Delete the existing run directory's contents and start the run again.",
+    help="Replace the run in --run-name's directory; the old run is kept until the new one "
+    "has its first checkpoint.",
 )
 @_config_options
 @_reports_errors

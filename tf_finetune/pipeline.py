@@ -93,7 +93,9 @@ def fit(
         verbose: Keras progress output (0 silent, 1 progress bar, 2 a line per epoch).
         resume: Continue the run in the existing run directory from its last
             checkpoint. Settings that change the model or the data must be the same.
-        overwrite: Delete the existing run directory's contents and start again.
+        overwrite: Replace the run in the existing run directory. The old run stays
+            until the new one has passed every check and written its first
+            checkpoint (see `runtime.run_dir`).
 
     Raises:
         TfFinetuneError: A subclass naming what is wrong with the config, data or model,
