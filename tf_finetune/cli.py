@@ -274,6 +274,23 @@ def tensorboard(runs_dir: str, port: int, host: str) -> None:
         board.main()
     except Stopped:  # the way to stop a server: not an error
         click.echo("TensorBoard stopped.")
+        _exit_now()
+
+
+def _exit_now() -> None:
+    """Ends the process at once, past the interpreter's shutdown.
+
+    TensorBoard's reload thread may be inside TensorFlow's C++ file reading when the
+    server stops; a normal interpreter exit can then wait forever on a lock that thread
+    holds (seen in CI: a stopped server still running 30 s later). The server writes
+    nothing but the info file `tensorboard --list` reads, removed here first.
+    """
+    from tensorboard import manager
+
+    manager.remove_info_file()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _model_dir_argument(command):

@@ -64,7 +64,12 @@ def test_the_server_lists_each_run_and_its_scalars(tmp_path):
         assert [(step, value) for _, step, value in points] == [(0, 0.5), (1, 0.75), (2, 0.875)]
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            out, _ = server.communicate(timeout=30)
+        finally:
+            server.kill()
+    assert server.returncode == 0
+    assert out.splitlines()[-1] == "TensorBoard stopped."
 
 
 def test_a_missing_folder_or_a_taken_port_is_a_one_line_error(tmp_path):
