@@ -38,3 +38,17 @@ def test_byte_level_bpe_is_refused_by_name():
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
     with pytest.raises(UnsupportedTokenizer, match="uses a BPE model; only WordPiece"):
         read_tables(tokenizer)
+
+
+def test_tables_are_probed_once_per_setting_and_each_reader_gets_its_own(tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    uncased = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    first = read_tables(uncased)
+    first.mapped["É"] = "changed"
+    first.punctuation.clear()
+    again = read_tables(uncased)
+    assert again.mapped["É"] == "e" and covers(again.punctuation, "!")
+    # A cased tokenizer's normalizer has other settings, so other tables.
+    cased = AutoTokenizer.from_pretrained(tiny_checkpoint, do_lower_case=False)
+    assert read_tables(cased).mapped.get("É") is None

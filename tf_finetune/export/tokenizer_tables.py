@@ -6,7 +6,9 @@ pre-tokenizer, so the graph tokenizer built from them agrees with it exactly.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import json
 import sys
 
@@ -75,10 +77,11 @@ def read_tables(tokenizer) -> WordPieceTables:
     vocab = [token for token, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
     if len(vocab) != max(tokenizer.get_vocab().values()) + 1:
         raise UnsupportedTokenizer(f"{kind} has gaps in its vocabulary ids.")
-    classes = _normalization_classes(tokenizer.backend_tokenizer.normalizer)
+    backend = tokenizer.backend_tokenizer
+    classes = _normalization_classes(backend.normalizer, normalizer)
     return WordPieceTables(
         vocab=vocab,
-        punctuation=_punctuation_ranges(tokenizer.backend_tokenizer.pre_tokenizer),
+        punctuation=_punctuation_ranges(backend.pre_tokenizer, pre),
         unk_id=tokenizer.unk_token_id,
         cls_id=cls,
         sep_id=sep,
@@ -89,6 +92,26 @@ def read_tables(tokenizer) -> WordPieceTables:
     )
 
 
+def _cached_by_settings(probe):
+    """Caches `probe(component)` by the component's settings (its JSON spec).
+
+    A probe runs the component over every code point, a few seconds each, and its
+    answer depends on the settings alone: every BERT-style export in a process after
+    the first reuses it. Callers get their own copy.
+    """
+    answers = {}
+
+    @functools.wraps(probe)
+    def cached(component, settings: dict):
+        key = json.dumps(settings, sort_keys=True)
+        if key not in answers:
+            answers[key] = probe(component)
+        return copy.deepcopy(answers[key])
+
+    return cached
+
+
+@_cached_by_settings
 def _normalization_classes(normalizer) -> dict:
     """Sorts every code point by what the normalizer does to it, alone."""
     deleted, spaced, whitespace, mapped = [], [], [], {}
@@ -115,6 +138,7 @@ def _normalization_classes(normalizer) -> dict:
     }
 
 
+@_cached_by_settings
 def _punctuation_ranges(pre_tokenizer) -> list[tuple[int, int]]:
     """Code points the pre-tokenizer splits off as tokens of their own."""
     punctuation = []
