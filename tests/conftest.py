@@ -105,6 +105,21 @@ def tiny_fit_options(checkpoint, folder):
     }
 
 
+@pytest.fixture(scope="session")
+def trained_run(tiny_checkpoint, tmp_path_factory):
+    """One finished quick fit (`tiny_fit_options`), shared by every test that only reads it.
+
+    Tests must not write into its run directory; one that trains on from it writes
+    its own run elsewhere.
+    """
+    from tf_finetune.config import load_config
+    from tf_finetune.pipeline import fit
+
+    return fit(
+        load_config(overrides=tiny_fit_options(tiny_checkpoint, tmp_path_factory.mktemp("fit")))
+    )
+
+
 @pytest.fixture
 def fit_options(tiny_checkpoint, tmp_path):
     """Config values for a quick fit of the tiny model on fresh files in `tmp_path`."""

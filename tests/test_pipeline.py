@@ -19,13 +19,9 @@ from tf_finetune.errors import ConfigError
 from tf_finetune.pipeline import fit
 
 
-@pytest.fixture(scope="module")
-def run(tiny_checkpoint, tmp_path_factory):
-    """One quick fit of the tiny model, shared by the tests of this module."""
-    from conftest import tiny_fit_options
-
-    options = tiny_fit_options(tiny_checkpoint, tmp_path_factory.mktemp("fit"))
-    return fit(load_config(overrides=options))
+@pytest.fixture
+def run(trained_run):
+    return trained_run
 
 
 def test_fit_learns_the_task(run):

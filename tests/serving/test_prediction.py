@@ -9,20 +9,16 @@ import re
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_rows, tiny_fit_options, write_csv
+from conftest import make_rows, write_csv
 
 from tf_finetune.cli import main
-from tf_finetune.config import load_config
 from tf_finetune.errors import DataError, ExportError
-from tf_finetune.pipeline import fit
 from tf_finetune.serving import prediction
 
 
-@pytest.fixture(scope="module")
-def run(tiny_checkpoint, tmp_path_factory):
-    return fit(
-        load_config(overrides=tiny_fit_options(tiny_checkpoint, tmp_path_factory.mktemp("serve")))
-    )
+@pytest.fixture
+def run(trained_run):
+    return trained_run
 
 
 @pytest.fixture(scope="module")
