@@ -19,8 +19,9 @@ from tf_finetune.errors import ConfigError
 from tf_finetune.pipeline import fit
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run(trained_run):
+    """The session's shared trained run (see conftest): read it, never write into it."""
     return trained_run
 
 

@@ -16,8 +16,9 @@ from tf_finetune.errors import DataError, ExportError
 from tf_finetune.serving import prediction
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run(trained_run):
+    """The session's shared trained run (see conftest): read it, never write into it."""
     return trained_run
 
 

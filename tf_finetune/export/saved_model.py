@@ -86,15 +86,9 @@ def export_saved_model(
     version = 1 + max((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), default=0)
     staging = model_dir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
     tokens, reason = _graph_tokenizer(tokenizer, max_length)
-    module = _serving_module(model, label_names, input_names, tokens, text_pair)
-    token_ids = module.predict_token_ids.get_concrete_function()
-    serving = module.predict_text.get_concrete_function() if tokens else token_ids
+    module, signatures = _serving_module(model, label_names, input_names, tokens, text_pair)
     try:
-        tf.saved_model.save(
-            module,
-            str(staging),
-            signatures={"serving_default": serving, TOKEN_IDS_SIGNATURE: token_ids},
-        )
+        tf.saved_model.save(module, str(staging), signatures=signatures)
         _check_reload(
             staging, model, input_names, tokenizer if tokens else None, max_length, text_pair
         )
@@ -127,7 +121,13 @@ def _graph_tokenizer(tokenizer, max_length):
     return graph_tokenizer.GraphTokenizer(tables, max_length), None
 
 
-def _serving_module(model, label_names, input_names, tokens, text_pair) -> tf.Module:
+def _serving_module(model, label_names, input_names, tokens, text_pair):
+    """Returns the module to save and its signatures, each traced once.
+
+    The signatures are concrete functions only: a `tf.function` kept on the module
+    would be traced a second time by `tf.saved_model.save` (a second of tracing per
+    function for a small model), and a served model calls its signatures alone.
+    """
     module = tf.Module()
     # Tracking the variables (and not the Keras model) keeps Keras objects out of the
     # SavedModel: it loads as plain TensorFlow functions over these variables.
@@ -151,9 +151,9 @@ def _serving_module(model, label_names, input_names, tokens, text_pair) -> tf.Mo
         )
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
-    module.predict_token_ids = predict_token_ids
+    token_ids = predict_token_ids.get_concrete_function()
     if tokens is None:
-        return module
+        return module, {"serving_default": token_ids, TOKEN_IDS_SIGNATURE: token_ids}
     module.tokenizer = tokens
 
     def logits_by_length(ids, types):
@@ -186,12 +186,13 @@ def _serving_module(model, label_names, input_names, tokens, text_pair) -> tf.Mo
 
     strings = tf.TensorSpec([None], tf.string)
     if text_pair:
-        module.predict_text = tf.function(
+        predict_text = tf.function(
             lambda text, text_pair: predict(text, text_pair), input_signature=[strings, strings]
         )
     else:
-        module.predict_text = tf.function(lambda text: predict(text), input_signature=[strings])
-    return module
+        predict_text = tf.function(lambda text: predict(text), input_signature=[strings])
+    serving = predict_text.get_concrete_function()
+    return module, {"serving_default": serving, TOKEN_IDS_SIGNATURE: token_ids}
 
 
 def _check_reload(path: Path, model, input_names, tokenizer, max_length, text_pair) -> None:
