@@ -308,7 +308,7 @@ def test_the_other_padding_modes_train_every_epoch(fit_options, padding):
         # Every example is padded to the longest training text: a fixed share.
         assert run.history["padding_share"][0] == run.history["padding_share"][1] == share
     assert share > 0.05  # random batches of mixed lengths do pad
-    assert run.report["accuracy"] >= 0.5
+    assert run.history["loss"][1] < run.history["loss"][0]  # the second epoch learned too
 
 
 def test_without_a_test_split_the_report_scores_validation(fit_options):
