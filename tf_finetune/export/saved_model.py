@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -84,27 +82,22 @@ def export_saved_model(
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     version = 1 + max((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), default=0)
-    staging = model_dir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+    final = model_dir / str(version)
     tokens, reason = _graph_tokenizer(tokenizer, max_length)
     module, signatures = _serving_module(model, label_names, input_names, tokens, text_pair)
     try:
-        tf.saved_model.save(module, str(staging), signatures=signatures)
-        _check_reload(
-            staging, model, input_names, tokenizer if tokens else None, max_length, text_pair
-        )
-        final = model_dir / str(version)
-        atomic.fault_point("export")
-        staging.rename(final)
+        with atomic.staged_directory(final) as staging:
+            tf.saved_model.save(module, str(staging), signatures=signatures)
+            _check_reload(
+                staging, model, input_names, tokenizer if tokens else None, max_length, text_pair
+            )
+            atomic.fault_point("export")
     except (OSError, tf.errors.OpError) as error:
         # TensorFlow's file system reports a full disk as ResourceExhaustedError.
-        shutil.rmtree(staging, ignore_errors=True)
         raise ExportError(
             f"Cannot write the SavedModel to {model_dir}: {short_reason(error)}. "
             "Nothing was exported; fix the cause (disk space?)."
         ) from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("Exported SavedModel version %d to %s.", version, final)
     if reason:
         logger.warning("The SavedModel takes token ids only: %s", reason)

@@ -51,27 +51,31 @@ def replaced_file(path: Path):
 
 @contextlib.contextmanager
 def staged_directory(final: Path):
-    """Yields a temporary directory that becomes `final` when the block succeeds.
+    """Yields a temporary directory beside `final`, renamed to `final` when the block succeeds.
 
-    An existing `final` is replaced only after the new one is complete. On error the
-    temporary directory is removed and `final` is untouched.
+    A reader never sees a partial `final`. On error (or SIGTERM turned into an
+    exception) the temporary directory is removed. Missing parent folders are made.
+
+    Raises:
+        FileExistsError: `final` exists; it is left as it is.
     """
     final = Path(final)
+    _refuse_existing(final)
     staging = final.with_name(f".tmp-{final.name}-{uuid.uuid4().hex[:8]}")
     staging.mkdir(parents=True)
     try:
         yield staging
         fault_point(f"rename:{final.name}")
-        if final.exists():
-            retired = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
-            final.rename(retired)
-            staging.rename(final)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(final)
+        # Renaming a directory onto an empty one replaces it: look once more.
+        _refuse_existing(final)
+        staging.rename(final)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _refuse_existing(path: Path) -> None:
+    if path.exists():
+        raise FileExistsError(errno.EEXIST, "exists already", str(path))
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ import csv
 import json
 import logging
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tf_finetune.errors import (
     first_line,
     short_reason,
 )
+from tf_finetune.runtime import atomic
 
 logger = logging.getLogger(__name__)
 
@@ -227,8 +227,6 @@ def predict(
         DataError: The input cannot be read; a path `output` is then left as it was.
         ExportError: The SavedModel cannot be loaded, or `output` cannot be written.
     """
-    from tf_finetune.runtime import atomic
-
     model = ExportedModel(model_dir)
     if texts is not None:
         batches = iter([pd.DataFrame({text_column: list(texts)})])
@@ -429,32 +427,27 @@ def write_report_dir(result: dict, directory: Path) -> Path:
     """
     from tf_finetune.evaluation import plots, scoring
 
-    if directory.exists():
-        raise ExportError(f"{directory} exists already. Choose another --output-dir.")
-    staging = directory.parent / f".tmp-{directory.name}-{uuid.uuid4().hex[:8]}"
     try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging.mkdir()
-        scoring.write_report(result["report"], result["text"], staging)
-        plots.confusion_matrix_png(
-            result["report"]["confusion_matrix"],
-            result["report"]["labels"],
-            staging / "confusion_matrix.png",
-        )
-        wrong = result["misclassified"]
-        scoring.write_predictions(
-            staging / "misclassified.csv",
-            wrong["texts"],
-            wrong["y_true"],
-            wrong["probabilities"],
-            result["report"]["labels"],
-        )
-        staging.rename(directory)
+        with atomic.staged_directory(directory) as staging:
+            scoring.write_report(result["report"], result["text"], staging)
+            plots.confusion_matrix_png(
+                result["report"]["confusion_matrix"],
+                result["report"]["labels"],
+                staging / "confusion_matrix.png",
+            )
+            wrong = result["misclassified"]
+            scoring.write_predictions(
+                staging / "misclassified.csv",
+                wrong["texts"],
+                wrong["y_true"],
+                wrong["probabilities"],
+                result["report"]["labels"],
+            )
+    except FileExistsError:
+        raise ExportError(f"{directory} exists already. Choose another --output-dir.") from None
     except OSError as error:
         raise ExportError(
             f"Cannot write the report to {directory}: {short_reason(error)}. Choose "
             "another --output-dir, or fix the cause (disk space?)."
         ) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return directory
