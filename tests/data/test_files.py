@@ -105,6 +105,13 @@ def test_reading_in_chunks_reports_errors_like_reading_whole(tmp_path):
         list(iter_table(tmp_path / "latin.tsv", 5))
     (tmp_path / "ok.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n{"text": "c"}\n')
     assert [len(f) for f in iter_table(tmp_path / "ok.jsonl", 2)] == [2, 1]
+    # A format given by name is used for files read whole too.
+    (tmp_path / "rows.dat").write_text('[{"text": "a"}, {"text": "b"}, {"text": "c"}]')
+    frames = list(iter_table(tmp_path / "rows.dat", 2, kind="json"))
+    assert [f["text"].tolist() for f in frames] == [["a", "b"], ["c"]]
+    (tmp_path / "none.dat").write_text("[]")
+    with pytest.raises(DataError, match=r"none\.dat has no data rows"):
+        list(iter_table(tmp_path / "none.dat", 2, kind="json"))
 
 
 def test_a_folder_given_as_a_data_file_is_named_as_a_folder(tmp_path):

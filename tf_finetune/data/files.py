@@ -67,7 +67,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     check_file(path)
-    kind = file_format(path)
+    return _whole_table(path, file_format(path))
+
+
+def _whole_table(path: Path, kind: str) -> pd.DataFrame:
     with reading(path, kind):
         frame = _read_whole(path, kind)
     if frame.empty:
@@ -92,7 +95,7 @@ def iter_table(path: str | Path, rows: int, kind: str | None = None) -> Iterator
     check_file(path)
     kind = kind or file_format(path)
     if kind in ("json", "parquet"):
-        frame = read_table(path)
+        frame = _whole_table(path, kind)
         for start in range(0, len(frame), rows):
             yield frame.iloc[start : start + rows]
         return
