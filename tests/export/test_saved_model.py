@@ -133,14 +133,31 @@ def test_a_full_disk_is_an_export_error_and_leaves_no_staging(model, tokenizer, 
     assert [p.name for p in full_disk.iterdir()] == ["filler"]
 
 
-def test_models_without_segment_ids_ignore_them(model, tmp_path):
-    """The token-id signature always takes all three inputs and passes on the model's own."""
-    exported = saved_model.export_saved_model(model, ["neg", "pos"], ["input_ids"], tmp_path)
+def test_the_token_id_signature_takes_exactly_the_models_inputs(model, tmp_path):
+    """A tokenizer's own output is fed as it is: DistilBERT's and RoBERTa's have no
+    token_type_ids, and NumPy's int64 ids are taken."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "good": 5, "film": 7}, "[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    names = tokenizer.model_input_names
+    exported = saved_model.export_saved_model(model, ["neg", "pos"], names, tmp_path)
     served = tf.saved_model.load(str(exported.path)).signatures[saved_model.TOKEN_IDS_SIGNATURE]
-    ones = dict(INPUTS, token_type_ids=np.ones((2, 6), np.int32))
-    a = served(**{k: tf.constant(v) for k, v in INPUTS.items()})["logits"].numpy()
-    b = served(**{k: tf.constant(v) for k, v in ones.items()})["logits"].numpy()
-    np.testing.assert_array_equal(a, b)
+    assert sorted(served.structured_input_signature[1]) == ["attention_mask", "input_ids"]
+    encoded = tokenizer(["good film", "film"], padding=True, return_tensors="np")
+    assert sorted(encoded) == ["attention_mask", "input_ids"]
+    logits = served(**encoded)["logits"].numpy()
+    expected = model({k: tf.constant(v) for k, v in encoded.items()}, training=False).logits
+    np.testing.assert_allclose(logits, expected.numpy(), atol=1e-5)
+    with pytest.raises(TypeError, match="token_type_ids"):
+        served(**encoded, token_type_ids=tf.zeros_like(encoded["input_ids"]))
 
 
 def test_an_unsupported_tokenizer_keeps_token_ids_and_says_why(model, tmp_path):

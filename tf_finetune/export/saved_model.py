@@ -9,8 +9,10 @@ tensorflow-text. Signatures:
   `label` (string `[batch]`), `label_id` (int32 `[batch]`). Tokenization runs in the
   graph (see `graph_tokenizer`). Where the tokenizer cannot, `serving_default` is the
   token-id function and the export says why.
-- `token_ids`: `input_ids`, `attention_mask`, `token_type_ids` (int32 `[batch, tokens]`)
-  -> `logits`, `probabilities` (float32 `[batch, classes]`).
+- `token_ids`: exactly the model's inputs, in its tokenizer's names and order (`input_ids`,
+  `attention_mask`, and `token_type_ids` where the model has them; int32 `[batch,
+  tokens]`), so `tokenizer(texts, return_tensors="np")` is fed as it is -> `logits`,
+  `probabilities` (float32 `[batch, classes]`).
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ def export_saved_model(
     Args:
         model: The trained TF sequence classifier.
         label_names: Class names in id order, stored in the SavedModel as `label_names`.
-        input_names: The inputs the model takes (a subset of `INPUT_NAMES`); the
-            token-id signature takes all three and passes on these.
+        input_names: The inputs the model takes (a subset of `INPUT_NAMES`), which
+            are the token-id signature's inputs.
         model_dir: The folder of versions (TensorFlow Serving's model base path).
         tokenizer: The Hugging Face fast tokenizer the model was trained with; without
             it the export has token-id signatures only.
@@ -127,24 +129,20 @@ def _serving_module(model, label_names, input_names, tokens, text_pair):
     module.model_variables = list(model.variables)
     module.label_names = tf.Variable(label_names, dtype=tf.string, trainable=False)
     names = tf.constant(label_names)
-    spec = tf.TensorSpec([None, None], tf.int32)
 
     def logits_of(given):
         logits = model({name: given[name] for name in input_names}, training=False).logits
         return tf.cast(logits, tf.float32)
 
-    @tf.function(input_signature=[spec, spec, spec])
-    def predict_token_ids(input_ids, attention_mask, token_type_ids):
-        logits = logits_of(
-            {
-                "input_ids": input_ids,
-                "attention_mask": attention_mask,
-                "token_type_ids": token_type_ids,
-            }
-        )
+    @tf.function
+    def predict_token_ids(**given):
+        logits = logits_of(given)
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
-    token_ids = predict_token_ids.get_concrete_function()
+    # Exactly the model's inputs, so a tokenizer's own output can be fed as it is.
+    token_ids = predict_token_ids.get_concrete_function(
+        **{name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
+    )
     if tokens is None:
         return module, {"serving_default": token_ids, TOKEN_IDS_SIGNATURE: token_ids}
     module.tokenizer = tokens
@@ -199,7 +197,8 @@ def _check_reload(path: Path, model, input_names, tokenizer, max_length, text_pa
     # float16 and bfloat16 keep about 3 and 2 significant digits.
     atol = 1e-4 if model.compute_dtype == "float32" else 2e-2
     expected = model({n: probe[n] for n in input_names}, training=False).logits
-    served = loaded.signatures[TOKEN_IDS_SIGNATURE](**probe)["logits"].numpy()
+    token_ids = loaded.signatures[TOKEN_IDS_SIGNATURE]
+    served = token_ids(**{n: probe[n] for n in input_names})["logits"].numpy()
     _require_close(served, tf.cast(expected, tf.float32).numpy(), path, "token ids", atol)
     if tokenizer is None:
         return
