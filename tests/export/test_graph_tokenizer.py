@@ -148,3 +148,74 @@ def test_cased_vocabularies_keep_case_and_accents(tiny_checkpoint, tmp_path):
     graph = GraphTokenizer(read_tables(cased), max_length=24)
     assert graph_ids(graph, texts) == hf_ids(cased, texts, 24)
     assert graph_ids(graph, ["Good"])[0][1] == cased.convert_tokens_to_ids("Good")
+
+
+@pytest.fixture(scope="module")
+def mpnet_checkpoint(tmp_path_factory):
+    """A tiny random MPNet: BERT's WordPiece and normalizer, RoBERTa's <s> a </s></s> b </s>."""
+    import tf_keras
+    from conftest import VOCAB
+    from transformers import MPNetConfig, MPNetTokenizerFast, TFMPNetForSequenceClassification
+
+    directory = tmp_path_factory.mktemp("tiny-mpnet")
+    specials = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"]
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(specials + VOCAB[5:]) + "\n", encoding="utf-8")
+    MPNetTokenizerFast(vocab_file=str(vocab), model_max_length=64).save_pretrained(directory)
+    config = MPNetConfig(
+        vocab_size=len(specials) + len(VOCAB) - 5,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=70,
+        num_labels=2,
+        initializer_range=0.5,  # probabilities that differ between texts
+    )
+    tf_keras.utils.set_random_seed(0)
+    model = TFMPNetForSequenceClassification(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(directory)
+    return directory
+
+
+def test_mpnet_template_matches_hugging_face(mpnet_checkpoint):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(mpnet_checkpoint)
+    tables = read_tables(tokenizer)
+    assert tables.template.pair == ([(0, 0)], [(2, 0), (2, 0)], [(2, 1)])
+    graph = GraphTokenizer(tables, max_length=16)
+    # MPNet's special tokens match lower-cased text in Hugging Face ("[unk]" is its
+    # [UNK]); in the graph a special token's string typed in a text stays text, as for
+    # BERT (test_special_token_strings_in_text_stay_text).
+    texts = [t for t in EDGE_CASES if "[unk]" not in t] + ["the film was good .", "bad"]
+    assert graph_ids(graph, texts) == hf_ids(tokenizer, texts, 16)
+    pairs = list(reversed(texts))
+    assert graph_ids(graph, texts, pairs) == hf_ids(tokenizer, texts, 16, pairs)
+
+
+def test_an_mpnet_fit_exports_raw_text_that_predicts_as_the_model(mpnet_checkpoint, tmp_path):
+    from conftest import tiny_fit_options
+    from transformers import AutoTokenizer, TFAutoModelForSequenceClassification
+
+    from tf_finetune.config import load_config
+    from tf_finetune.pipeline import fit
+    from tf_finetune.serving.prediction import ExportedModel
+
+    options = dict(tiny_fit_options(mpnet_checkpoint, tmp_path), epochs=1)
+    run = fit(load_config(overrides=options))
+    assert run.token_ids_only_reason is None
+    exported = ExportedModel(run.run_dir)
+    texts = ["a good film .", "dull and boring", "the plot was not very lovely !", ""]
+    served = exported.predict(texts)
+    tokenizer = AutoTokenizer.from_pretrained(run.run_dir)
+    model = TFAutoModelForSequenceClassification.from_pretrained(run.run_dir)
+    encoded = tokenizer(texts, padding=True, return_tensors="tf")
+    expected = tf.nn.softmax(model(dict(encoded), training=False).logits).numpy()
+    assert abs(served - expected).max() < 1e-5
+    assert abs(expected[0] - expected[1]).max() > 1e-3  # the texts score differently
+    # The token-id signature takes the tokenizer's own output (no token_type_ids).
+    loaded = tf.saved_model.load(str(run.saved_model_dir))
+    logits = loaded.signatures["token_ids"](**tokenizer(texts, padding=True, return_tensors="np"))
+    assert abs(tf.nn.softmax(logits["logits"]).numpy() - expected).max() < 1e-5

@@ -15,7 +15,10 @@ def test_tables_of_an_uncased_bert_tokenizer(tiny_checkpoint):
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     tables = read_tables(tokenizer)
     assert tables.vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    assert (tables.pad_id, tables.unk_id, tables.cls_id, tables.sep_id) == (0, 1, 2, 3)
+    assert (tables.pad_id, tables.unk_id) == (0, 1)
+    assert tables.template.single == ([(2, 0)], [(3, 0)])  # [CLS] a [SEP]
+    assert tables.template.pair == ([(2, 0)], [(3, 0)], [(3, 1)])  # [CLS] a [SEP] b [SEP]
+    assert (tables.template.a_type, tables.template.b_type) == (0, 1)
     assert (tables.prefix, tables.max_chars_per_word) == ("##", 100)
     # Control characters and U+FFFD are deleted; CJK gets spaces; NBSP becomes a space.
     assert covers(tables.deleted, "\x00") and covers(tables.deleted, "\ufffd")
@@ -52,3 +55,14 @@ def test_tables_are_probed_once_per_setting_and_each_reader_gets_its_own(tiny_ch
     # A cased tokenizer's normalizer has other settings, so other tables.
     cased = AutoTokenizer.from_pretrained(tiny_checkpoint, do_lower_case=False)
     assert read_tables(cased).mapped.get("É") is None
+
+
+def test_added_tokens_that_are_not_special_are_refused_by_name(tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    tokenizer.add_tokens(["<movie>"])
+    with pytest.raises(
+        UnsupportedTokenizer, match=r"added tokens that are not special \(<movie>\)"
+    ):
+        read_tables(tokenizer)

@@ -11,7 +11,8 @@ lower-casing, spacing of CJK characters) and punctuation splitting agree with it
 
     text -> delete / space / whitespace classes (regex) -> per-character map (table)
          -> isolate punctuation (regex) -> split on spaces -> WordPiece (greedy longest
-         match, table lookups) -> truncate (longest first) -> [CLS] a [SEP] (b [SEP])
+         match, table lookups) -> truncate (longest first) -> the post-processor's special
+         tokens around each text ([CLS] a [SEP] b [SEP], <s> a </s></s> b </s>, ...)
 """
 
 from __future__ import annotations
@@ -67,17 +68,20 @@ class GraphTokenizer(tf.Module):
     ) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
         """Returns the unpadded token ids and token type ids of each row, `[batch, (tokens)]`."""
         first = self.wordpiece_ids(text)
-        cls = tf.fill([tf.shape(text)[0], 1], self._tables.cls_id)
-        sep = tf.fill([tf.shape(text)[0], 1], self._tables.sep_id)
-        ids = tf.concat([cls, first[:, : self._max_length - 2], sep], axis=1)
-        types = tf.zeros_like(ids)
+        template, rows = self._tables.template, tf.shape(text)[0]
+        before, after = (_fixed(part, rows) for part in template.single)
+        kept = first[:, : self._max_length - template.specials(pair=False)]
+        ids = tf.concat([before[0], kept, after[0]], axis=1)
+        types = tf.concat([before[1], _like(kept, template.a_type), after[1]], axis=1)
         if text_pair is not None:
             second = self.wordpiece_ids(text_pair)
-            a, b = _truncate_longest_first(first, second, self._max_length - 3)
-            pair_ids = tf.concat([cls, a, sep, b, sep], axis=1)
+            budget = self._max_length - template.specials(pair=True)
+            a, b = _truncate_longest_first(first, second, budget)
+            before, middle, after = (_fixed(part, rows) for part in template.pair)
+            pair_ids = tf.concat([before[0], a, middle[0], b, after[0]], axis=1)
             pair_types = tf.concat(
-                [tf.zeros_like(cls), tf.zeros_like(a), tf.zeros_like(sep),
-                 tf.ones_like(b), tf.ones_like(sep)],
+                [before[1], _like(a, template.a_type), middle[1], _like(b, template.b_type),
+                 after[1]],
                 axis=1,
             )  # fmt: skip
             single = tf.equal(text_pair, "")
@@ -173,6 +177,17 @@ class GraphTokenizer(tf.Module):
         unknown = tf.where(tf.range(tf.shape(steps)[1]) == 0, tables.unk_id, -1)
         steps = tf.where(failed[:, None], unknown[None, :], steps)
         return tf.ragged.boolean_mask(steps, steps >= 0)
+
+
+def _fixed(part: list[tuple[int, int]], rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The ids and types of a template's special tokens, `[rows, len(part)]` each."""
+    ids = tf.constant([[token for token, _ in part]], tf.int32, shape=[1, len(part)])
+    types = tf.constant([[kind for _, kind in part]], tf.int32, shape=[1, len(part)])
+    return tf.tile(ids, [rows, 1]), tf.tile(types, [rows, 1])
+
+
+def _like(ragged: tf.RaggedTensor, value: int) -> tf.RaggedTensor:
+    return tf.ones_like(ragged) * value
 
 
 def _rows_where(condition, if_true: tf.RaggedTensor, if_false: tf.RaggedTensor):

@@ -22,6 +22,24 @@ class UnsupportedTokenizer(ExportError):
 
 
 @dataclasses.dataclass
+class Template:
+    """Where the post-processor puts special tokens around one text, or a pair.
+
+    Each part is a list of (token id, token type id). A text's own tokens get
+    `a_type` (`b_type` for the pair's second text).
+    """
+
+    single: tuple[list[tuple[int, int]], list[tuple[int, int]]]  # before A, after A
+    pair: tuple[list, list, list]  # before A, between A and B, after B
+    a_type: int
+    b_type: int
+
+    def specials(self, pair: bool) -> int:
+        """The special tokens added to one text (`pair=False`) or a pair."""
+        return sum(len(part) for part in (self.pair if pair else self.single))
+
+
+@dataclasses.dataclass
 class WordPieceTables:
     """Everything the graph tokenizer needs, read off a Hugging Face fast tokenizer."""
 
@@ -32,8 +50,7 @@ class WordPieceTables:
     mapped: dict[str, str]
     punctuation: list[tuple[int, int]]
     unk_id: int
-    cls_id: int
-    sep_id: int
+    template: Template
     pad_id: int
     prefix: str
     max_chars_per_word: int
@@ -48,7 +65,7 @@ def read_tables(tokenizer) -> WordPieceTables:
     """
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model, normalizer = spec.get("model") or {}, spec.get("normalizer") or {}
-    pre, post = spec.get("pre_tokenizer") or {}, spec.get("post_processor") or {}
+    pre = spec.get("pre_tokenizer") or {}
     kind = type(tokenizer).__name__
     if model.get("type") != "WordPiece":
         raise UnsupportedTokenizer(
@@ -62,18 +79,13 @@ def read_tables(tokenizer) -> WordPieceTables:
         )
     if not normalizer.get("clean_text", True):
         raise UnsupportedTokenizer(f"{kind} does not clean text; not supported in the graph.")
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    expected = tokenizer.build_inputs_with_special_tokens([7], [8])
-    if post.get("type") not in ("BertProcessing", "TemplateProcessing") or expected != [
-        cls,
-        7,
-        sep,
-        8,
-        sep,
-    ]:
+    added = [t["content"] for t in spec.get("added_tokens", []) if not t.get("special")]
+    if added:
         raise UnsupportedTokenizer(
-            f"{kind} does not wrap texts as [CLS] a [SEP] b [SEP]; not supported in the graph."
+            f"{kind} has added tokens that are not special ({', '.join(added[:5])}); "
+            "the graph tokenizer does not match added tokens in text."
         )
+    template = read_template(tokenizer)
     vocab = [token for token, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
     if len(vocab) != max(tokenizer.get_vocab().values()) + 1:
         raise UnsupportedTokenizer(f"{kind} has gaps in its vocabulary ids.")
@@ -83,13 +95,59 @@ def read_tables(tokenizer) -> WordPieceTables:
         vocab=vocab,
         punctuation=_punctuation_ranges(backend.pre_tokenizer, pre),
         unk_id=tokenizer.unk_token_id,
-        cls_id=cls,
-        sep_id=sep,
+        template=template,
         pad_id=tokenizer.pad_token_id,
         prefix=model.get("continuing_subword_prefix", "##"),
         max_chars_per_word=model.get("max_input_chars_per_word", 100),
         **classes,
     )
+
+
+def read_template(tokenizer) -> Template:
+    """Reads the special tokens the fast tokenizer's post-processor adds, and their types.
+
+    They are read off what it does to one text and to a pair (BERT's `[CLS] A [SEP] B
+    [SEP]`, MPNet's and RoBERTa's `<s> A </s></s> B </s>`, ...).
+
+    Raises:
+        UnsupportedTokenizer: The post-processor does more than put fixed special tokens
+            around each text.
+    """
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    single, (a_type,) = _parts(backend.encode("a"), tokenizer)
+    pair, (pair_a_type, b_type) = _parts(backend.encode("a", "b"), tokenizer)
+    if a_type != pair_a_type:
+        raise UnsupportedTokenizer(
+            f"{type(tokenizer).__name__} gives a text another token type in a pair; not "
+            "supported in the graph."
+        )
+    return Template(single=tuple(single), pair=tuple(pair), a_type=a_type, b_type=b_type)
+
+
+def _parts(encoding, tokenizer) -> tuple[list[list[tuple[int, int]]], list[int]]:
+    """Splits an encoding into its special-token parts and the type of each text."""
+    refused = UnsupportedTokenizer(
+        f"{type(tokenizer).__name__}'s post-processor does more than put special tokens "
+        "around each text; not supported in the graph."
+    )
+    parts, types = [[]], []
+    sequences = encoding.sequence_ids
+    for index, (token, type_id) in enumerate(zip(encoding.ids, encoding.type_ids, strict=True)):
+        sequence = sequences[index]
+        if sequence is None:
+            parts[-1].append((token, type_id))
+        elif index == 0 or sequences[index - 1] != sequence:
+            if sequence != len(types):  # texts out of order, or one text in two places
+                raise refused
+            types.append(type_id)
+            parts.append([])
+        elif type_id != types[-1]:
+            raise refused
+    return parts, types
 
 
 def _cached_by_settings(probe):
