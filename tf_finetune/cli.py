@@ -269,28 +269,28 @@ def tensorboard(runs_dir: str, port: int, host: str) -> None:
     from tf_finetune.serving.dashboard import tensorboard as server
 
     board = server(runs_dir, port, host)
-    click.echo(f"TensorBoard on http://{host}:{port}/ over {runs_dir}; Ctrl-C stops it.")
-    try:
-        board.main()
-    except Stopped:  # the way to stop a server: not an error
-        click.echo("TensorBoard stopped.")
-        _exit_now()
-
-
-def _exit_now() -> None:
-    """Ends the process at once, past the interpreter's shutdown.
-
-    TensorBoard's reload thread may be inside TensorFlow's C++ file reading when the
-    server stops; a normal interpreter exit can then wait forever on a lock that thread
-    holds (seen in CI: a stopped server still running 30 s later). The server writes
-    nothing but the info file `tensorboard --list` reads, removed here first.
-    """
-    from tensorboard import manager
-
-    manager.remove_info_file()
+    url = board.launch()  # serves from a daemon thread
+    click.echo(f"TensorBoard on {url} over {runs_dir}; Ctrl-C stops it.")
+    _wait_for_a_stop_signal()
+    click.echo("TensorBoard stopped.")
+    # A normal interpreter exit could wait forever: TensorBoard's reload thread may be
+    # inside TensorFlow's C++ file reading. The server has nothing to write.
     sys.stdout.flush()
-    sys.stderr.flush()
     os._exit(0)
+
+
+def _wait_for_a_stop_signal() -> None:
+    """Returns once SIGTERM or Ctrl-C arrives.
+
+    The handlers only set an event: an exception raised from a signal handler is lost
+    when the signal lands in a destructor or garbage-collector callback (seen in CI: a
+    server that went on serving after SIGTERM).
+    """
+    stop = threading.Event()
+    for number in _STOP_SIGNALS:
+        signal.signal(number, lambda number, frame: stop.set())
+    while not stop.wait(0.5):
+        pass
 
 
 def _model_dir_argument(command):

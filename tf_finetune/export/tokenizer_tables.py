@@ -118,8 +118,8 @@ def read_template(tokenizer) -> Template:
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.no_padding()
     backend.no_truncation()
-    single, (a_type,) = _parts(backend.encode("a"), tokenizer)
-    pair, (pair_a_type, b_type) = _parts(backend.encode("a", "b"), tokenizer)
+    single, (a_type,) = _parts(backend.encode("a"), 1, tokenizer)
+    pair, (pair_a_type, b_type) = _parts(backend.encode("a", "b"), 2, tokenizer)
     if a_type != pair_a_type:
         raise UnsupportedTokenizer(
             f"{type(tokenizer).__name__} gives a text another token type in a pair; not "
@@ -128,8 +128,8 @@ def read_template(tokenizer) -> Template:
     return Template(single=tuple(single), pair=tuple(pair), a_type=a_type, b_type=b_type)
 
 
-def _parts(encoding, tokenizer) -> tuple[list[list[tuple[int, int]]], list[int]]:
-    """Splits an encoding into its special-token parts and the type of each text."""
+def _parts(encoding, texts: int, tokenizer) -> tuple[list[list[tuple[int, int]]], list[int]]:
+    """Splits an encoding of `texts` texts into its special-token parts and their types."""
     refused = UnsupportedTokenizer(
         f"{type(tokenizer).__name__}'s post-processor does more than put special tokens "
         "around each text; not supported in the graph."
@@ -147,6 +147,8 @@ def _parts(encoding, tokenizer) -> tuple[list[list[tuple[int, int]]], list[int]]
             parts.append([])
         elif type_id != types[-1]:
             raise refused
+    if len(types) != texts:
+        raise refused
     return parts, types
 
 

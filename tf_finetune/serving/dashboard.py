@@ -11,7 +11,8 @@ from tf_finetune.errors import ConfigError
 def tensorboard(runs_dir: str | Path, port: int = 6006, host: str = "127.0.0.1"):
     """Returns a configured TensorBoard server over the runs in `runs_dir`.
 
-    Call `.main()` on it to serve until interrupted. Every run's `logs/` folder shows
+    Call `.launch()` on it to serve from a daemon thread; it returns the URL. Every
+    run's `logs/` folder shows
     up as `<run>/logs/train` and `<run>/logs/validation`.
 
     Args:
