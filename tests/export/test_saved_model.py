@@ -164,13 +164,13 @@ def test_an_unsupported_tokenizer_keeps_token_ids_and_says_why(model, tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.BPE(vocab={"a": 0, "b": 1, "<unk>": 2}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel()
-    bpe = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    backend = Tokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0), ("b", -2.0)], 0))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    unigram = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
     exported = saved_model.export_saved_model(
-        model, ["neg", "pos"], ALL_INPUTS, tmp_path, tokenizer=bpe, max_length=8
+        model, ["neg", "pos"], ALL_INPUTS, tmp_path, tokenizer=unigram, max_length=8
     )
     assert not exported.raw_text
-    assert "uses a BPE model; only WordPiece" in exported.reason
+    assert "uses a Unigram model; WordPiece" in exported.reason
     served = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
     assert set(served.structured_input_signature[1]) == set(saved_model.INPUT_NAMES)

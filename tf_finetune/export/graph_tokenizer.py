@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_finetune.export.tokenizer_tables import WordPieceTables
+from tf_finetune.export.tokenizer_tables import Template, WordPieceTables
 
 
 def _char_class(ranges: list[tuple[int, int]]) -> str:
@@ -27,33 +27,27 @@ def _char_class(ranges: list[tuple[int, int]]) -> str:
     return "[" + "".join(parts) + "]"
 
 
-class GraphTokenizer(tf.Module):
-    """Tokenizes batches of strings into `input_ids`, `attention_mask`, `token_type_ids`.
+class TemplatedTokenizer(tf.Module):
+    """Model inputs from a family's token ids: truncation and the special tokens.
+
+    A subclass's `token_ids(text)` gives each string's ids, `[batch, (tokens)]`; this
+    truncates them (longest first for pairs) and puts the post-processor's special
+    tokens around them, as the Hugging Face fast tokenizer does.
 
     Args:
-        tables: From `read_tables`.
+        template: The special tokens, from `tokenizer_tables.read_template`.
+        pad_id: The id padding fills with.
         max_length: Tokens per example after truncation, special tokens included.
     """
 
-    def __init__(self, tables: WordPieceTables, max_length: int):
+    def __init__(self, template: Template, pad_id: int, max_length: int):
         super().__init__()
-        self._tables = tables
+        self._template = template
+        self._pad_id = pad_id
         self._max_length = max_length
-        self._deleted = _char_class(tables.deleted) if tables.deleted else None
-        self._spaced = _char_class(tables.spaced) if tables.spaced else None
-        self._whitespace = _char_class(tables.whitespace) if tables.whitespace else None
-        self._punctuation = _char_class(tables.punctuation)
-        keys = list(tables.mapped) or ["\x00"]
-        self._char_map = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(keys, [tables.mapped.get(k, "") for k in keys]),
-            default_value="\x00",
-        )
-        self._vocab = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tables.vocab, tf.range(len(tables.vocab), dtype=tf.int32)
-            ),
-            default_value=-1,
-        )
+
+    def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
+        raise NotImplementedError
 
     def __call__(self, text: tf.Tensor, text_pair: tf.Tensor | None = None) -> dict:
         """Returns int32 `[batch, tokens]` model inputs, padded to the longest example.
@@ -67,14 +61,14 @@ class GraphTokenizer(tf.Module):
         self, text: tf.Tensor, text_pair: tf.Tensor | None = None
     ) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
         """Returns the unpadded token ids and token type ids of each row, `[batch, (tokens)]`."""
-        first = self.wordpiece_ids(text)
-        template, rows = self._tables.template, tf.shape(text)[0]
+        first = self.token_ids(text)
+        template, rows = self._template, tf.shape(text)[0]
         before, after = (_fixed(part, rows) for part in template.single)
         kept = first[:, : self._max_length - template.specials(pair=False)]
         ids = tf.concat([before[0], kept, after[0]], axis=1)
         types = tf.concat([before[1], _like(kept, template.a_type), after[1]], axis=1)
         if text_pair is not None:
-            second = self.wordpiece_ids(text_pair)
+            second = self.token_ids(text_pair)
             budget = self._max_length - template.specials(pair=True)
             a, b = _truncate_longest_first(first, second, budget)
             before, middle, after = (_fixed(part, rows) for part in template.pair)
@@ -92,10 +86,41 @@ class GraphTokenizer(tf.Module):
     def pad(self, ids: tf.RaggedTensor, types: tf.RaggedTensor) -> dict:
         """Returns `ragged`'s output as model inputs padded to the longest row."""
         return {
-            "input_ids": ids.to_tensor(self._tables.pad_id),
+            "input_ids": ids.to_tensor(self._pad_id),
             "attention_mask": tf.ones_like(ids).to_tensor(0),
             "token_type_ids": types.to_tensor(0),
         }
+
+
+class GraphTokenizer(TemplatedTokenizer):
+    """Tokenizes batches of strings as a BERT-style WordPiece fast tokenizer does.
+
+    Args:
+        tables: From `read_tables`.
+        max_length: Tokens per example after truncation, special tokens included.
+    """
+
+    def __init__(self, tables: WordPieceTables, max_length: int):
+        super().__init__(tables.template, tables.pad_id, max_length)
+        self._tables = tables
+        self._deleted = _char_class(tables.deleted) if tables.deleted else None
+        self._spaced = _char_class(tables.spaced) if tables.spaced else None
+        self._whitespace = _char_class(tables.whitespace) if tables.whitespace else None
+        self._punctuation = _char_class(tables.punctuation)
+        keys = list(tables.mapped) or ["\x00"]
+        self._char_map = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, [tables.mapped.get(k, "") for k in keys]),
+            default_value="\x00",
+        )
+        self._vocab = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tables.vocab, tf.range(len(tables.vocab), dtype=tf.int32)
+            ),
+            default_value=-1,
+        )
+
+    def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
+        return self.wordpiece_ids(text)
 
     def normalize(self, text: tf.Tensor) -> tf.Tensor:
         """Applies the checkpoint's normalizer to a batch of strings."""

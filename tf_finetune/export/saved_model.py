@@ -107,9 +107,19 @@ def export_saved_model(
 
 
 def _graph_tokenizer(tokenizer, max_length):
+    """The in-graph tokenizer of the tokenizer's family, or None and why there is none."""
     if tokenizer is None:
         return None, "no tokenizer was given to the export."
+    import json
+
+    from tf_finetune.export import byte_level_bpe
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    kind = (spec.get("model") or {}).get("type")
     try:
+        if kind == "BPE":
+            tables = byte_level_bpe.read_tables(tokenizer, spec)
+            return byte_level_bpe.ByteLevelBpeTokenizer(tables, max_length), None
         tables = tokenizer_tables.read_tables(tokenizer)
     except tokenizer_tables.UnsupportedTokenizer as error:
         return None, str(error)

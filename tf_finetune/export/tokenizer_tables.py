@@ -69,8 +69,9 @@ def read_tables(tokenizer) -> WordPieceTables:
     kind = type(tokenizer).__name__
     if model.get("type") != "WordPiece":
         raise UnsupportedTokenizer(
-            f"{kind} uses a {model.get('type', 'unknown')} model; only WordPiece "
-            "vocabularies (BERT, DistilBERT, MiniLM, ELECTRA, ...) can tokenize in the graph."
+            f"{kind} uses a {model.get('type', 'unknown')} model; WordPiece (BERT, "
+            "DistilBERT, MiniLM, ELECTRA, MPNet, ...) and byte-level BPE (RoBERTa, GPT-2, "
+            "...) vocabularies can tokenize in the graph."
         )
     if normalizer.get("type") != "BertNormalizer" or pre.get("type") != "BertPreTokenizer":
         raise UnsupportedTokenizer(

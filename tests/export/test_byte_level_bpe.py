@@ -1,0 +1,136 @@
+"""Byte-level BPE in the graph must give exactly the Hugging Face fast tokenizer's ids."""
+
+import csv
+
+import pytest
+from conftest import SHARED_DATA, make_rows
+from test_graph_tokenizer import EDGE_CASES, graph_ids, hf_ids
+
+from tf_finetune.export import byte_level_bpe
+
+# Whitespace runs before words, numbers and punctuation, in every Unicode space.
+SPACES = [
+    "two  spaces", "tab\tword", "tabs\t\tword", "space tab \tword", "tab space\t word",
+    "new\n\nlines\n", "  lead", "trail  ", " ", "\u3000ideographic\u3000\u3000space",
+    "nbsp\u00a0\u00a0word", "a \u2028 b", "x  1  y  !", "it's  they're 'll'd", "'S 'T",
+]  # fmt: skip
+MORE = [
+    "Здравствуй, мир! Ελληνικά κείμενα", "مرحبا بالعالم", "नमस्ते दुनिया", "สวัสดีครับ",
+    "👩‍👩‍👧‍👦 family 🏳️‍🌈 flag", "Ã©tÃ© mojibake", "\x80\x85\x9f C1 controls",
+    "@handle #tag https://t.co/xYz?q=1", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+]  # fmt: skip
+
+
+def train_tokenizer(folder, add_prefix_space):
+    """A RoBERTa-style tokenizer with a byte-level BPE trained here on the tests' texts."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizerFast
+
+    corpus = [text for text, _ in make_rows(400, 7)] + EDGE_CASES + SPACES + MORE
+    trainer = ByteLevelBPETokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer.train_from_iterator(corpus * 3, vocab_size=600, special_tokens=specials)
+    trainer.save(str(folder / "tokenizer.json"))
+    return RobertaTokenizerFast(
+        tokenizer_file=str(folder / "tokenizer.json"), add_prefix_space=add_prefix_space
+    )
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["no-prefix-space", "prefix-space"])
+def tokenizer(request, tmp_path_factory):
+    return train_tokenizer(tmp_path_factory.mktemp("bpe"), request.param)
+
+
+def graph_of(tokenizer, max_length):
+    import json
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    tables = byte_level_bpe.read_tables(tokenizer, spec)
+    return byte_level_bpe.ByteLevelBpeTokenizer(tables, max_length)
+
+
+def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
+    texts = EDGE_CASES + SPACES + MORE
+    for max_length in (16, 512):
+        graph = graph_of(tokenizer, max_length)
+        got, expected = graph_ids(graph, texts), hf_ids(tokenizer, texts, max_length)
+        mismatched = [(t, a, b) for t, a, b in zip(texts, got, expected, strict=True) if a != b]
+        assert mismatched == []
+    pairs = list(reversed(texts))
+    graph = graph_of(tokenizer, 24)
+    assert graph_ids(graph, texts, pairs) == hf_ids(tokenizer, texts, 24, pairs)
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there")
+def test_ids_match_on_every_rotten_tomatoes_text(tokenizer):
+    texts = []
+    for split in ("train", "validation", "test"):
+        with open(SHARED_DATA / f"{split}.csv", newline="", encoding="utf-8") as handle:
+            texts += [row["text"] for row in csv.DictReader(handle)]
+    graph = graph_of(tokenizer, 78)
+    got = []
+    for start in range(0, len(texts), 1024):
+        got += graph_ids(graph, texts[start : start + 1024])
+    expected = hf_ids(tokenizer, texts, 78)
+    mismatched = [t for t, a, b in zip(texts, got, expected, strict=True) if a != b]
+    assert mismatched == [], f"{len(mismatched)} texts differ, e.g. {mismatched[:3]!r}"
+
+
+def test_parts_it_does_not_reproduce_are_named(tmp_path):
+    import json
+
+    tokenizer = train_tokenizer(tmp_path, add_prefix_space=False)
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    spec["model"]["dropout"] = 0.1
+    spec["normalizer"] = {"type": "NFC"}
+    with pytest.raises(byte_level_bpe.UnsupportedTokenizer) as error:
+        byte_level_bpe.read_tables(tokenizer, spec)
+    assert "the NFC normalizer" in str(error.value) and "BPE dropout=0.1" in str(error.value)
+
+
+def test_a_roberta_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
+    import tensorflow as tf
+    import tf_keras
+    from conftest import tiny_fit_options
+    from transformers import (
+        AutoTokenizer,
+        RobertaConfig,
+        TFAutoModelForSequenceClassification,
+        TFRobertaForSequenceClassification,
+    )
+
+    from tf_finetune.config import load_config
+    from tf_finetune.pipeline import fit
+    from tf_finetune.serving.prediction import ExportedModel
+
+    checkpoint = tmp_path / "tiny-roberta"
+    checkpoint.mkdir()
+    tokenizer = train_tokenizer(checkpoint, add_prefix_space=False)
+    tokenizer.model_max_length = 64
+    tokenizer.save_pretrained(checkpoint)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=70,
+        num_labels=2,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.5,  # probabilities that differ between texts
+    )
+    tf_keras.utils.set_random_seed(0)
+    model = TFRobertaForSequenceClassification(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(checkpoint)
+
+    run = fit(load_config(overrides=dict(tiny_fit_options(checkpoint, tmp_path), epochs=1)))
+    assert run.token_ids_only_reason is None
+    texts = ["a good film .", "dull and boring", "the plot was not very lovely !", ""]
+    served = ExportedModel(run.run_dir).predict(texts)
+    tokenizer = AutoTokenizer.from_pretrained(run.run_dir)
+    trained = TFAutoModelForSequenceClassification.from_pretrained(run.run_dir)
+    encoded = tokenizer(texts, padding=True, return_tensors="tf")
+    expected = tf.nn.softmax(trained(dict(encoded), training=False).logits).numpy()
+    assert abs(served - expected).max() < 1e-5
+    assert abs(expected[0] - expected[1]).max() > 1e-3  # the texts score differently
