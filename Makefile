@@ -44,6 +44,7 @@ $(BENCH_STAMP): pyproject.toml
 
 benchmark: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/run_benchmark.py
+	$(BENCH_VENV)/bin/python benchmarks/tokenizer_speed.py
 
 probe-steps: $(STAMP)
 	$(BIN)/python benchmarks/probe_step.py

@@ -143,13 +143,15 @@ class ByteLevelBpeTokenizer(TemplatedTokenizer):
     def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
         """Tokenizes a batch of strings into ids `[batch, (tokens)]`."""
         words = self.words(text)
-        symbols = self._merge(tf.strings.bytes_split(words.flat_values))
+        # Each distinct word of the batch is merged once.
+        distinct, index = tf.unique(words.flat_values)
+        symbols = self._merge(tf.strings.bytes_split(distinct))
         ids = self._vocab.lookup(symbols.flat_values)
         if self._unk_id >= 0:
             ids = tf.where(ids < 0, self._unk_id, ids)
         ids = symbols.with_flat_values(ids)
         ids = tf.ragged.boolean_mask(ids, ids >= 0)  # no unknown token: dropped, as in HF
-        return words.with_flat_values(ids).merge_dims(1, 2)
+        return words.with_flat_values(tf.gather(ids, index)).merge_dims(1, 2)
 
     def words(self, text: tf.Tensor) -> tf.RaggedTensor:
         """Splits a batch of strings as the ByteLevel pre-tokenizer does, `[batch, (words)]`."""
@@ -167,39 +169,36 @@ class ByteLevelBpeTokenizer(TemplatedTokenizer):
         return tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)
 
     def _merge(self, byte_rows: tf.RaggedTensor) -> tf.RaggedTensor:
-        """Applies the BPE merges to each word, its bytes mapped to characters first."""
+        """Applies the BPE merges to each word, its bytes mapped to characters first.
+
+        Each round merges, in every word, the occurrences of its lowest-ranked pair, the
+        leftmost of two overlapping ones (the rest of a run like "a a a" waits a round).
+        A merge creates a symbol that only later merges use, so this is the order of the
+        tokenizers library's queue of (rank, position).
+        """
         flat = self._bytes.lookup(byte_rows.flat_values)
-        lengths = tf.cast(byte_rows.row_lengths(), tf.int32)
+        words = tf.cast(byte_rows.value_rowids(), tf.int32)
+        count = tf.cast(byte_rows.nrows(), tf.int32)
 
-        def mergeable(flat, lengths):
-            return tf.reduce_any(self._best(flat, lengths)[1] < _NO_RANK)
-
-        def merge_once(flat, lengths):
-            position, rank = self._best(flat, lengths)
-            merging = rank < _NO_RANK
-            rows = tf.RaggedTensor.from_row_lengths(flat, lengths)
-            row_ids = tf.cast(rows.value_rowids(), tf.int32)
-            starts = tf.cast(rows.row_starts(), tf.int32)
-            index = tf.range(tf.shape(flat)[0]) - tf.gather(starts, row_ids)
-            joins = tf.gather(merging, row_ids) & tf.equal(index, tf.gather(position, row_ids) + 1)
+        def merge_round(flat, words, _):
+            same_word = tf.equal(words[1:], words[:-1])
+            pairs = tf.strings.join([flat[:-1], flat[1:]], separator=" ")
+            ranks = tf.where(same_word, self._ranks.lookup(pairs), _NO_RANK)
+            lowest = tf.math.unsorted_segment_min(ranks, words[:-1], count)
+            best = (ranks < _NO_RANK) & tf.equal(ranks, tf.gather(lowest, words[:-1]))
+            first = best & ~tf.concat([[False], best[:-1]], axis=0)
+            joins = tf.concat([[False], first], axis=0)  # symbol k joins symbol k - 1
             segment = tf.cumsum(tf.cast(~joins, tf.int32)) - 1
-            count = tf.shape(flat)[0] - tf.reduce_sum(tf.cast(joins, tf.int32))
-            flat = tf.strings.unsorted_segment_join(flat, segment, count)
-            return flat, lengths - tf.cast(merging, tf.int32)
+            total = tf.shape(flat)[0] - tf.reduce_sum(tf.cast(joins, tf.int32))
+            flat = tf.strings.unsorted_segment_join(flat, segment, total)
+            return flat, tf.boolean_mask(words, ~joins), tf.reduce_any(first)
 
-        flat, lengths = tf.while_loop(
-            mergeable,
-            merge_once,
-            (flat, lengths),
-            shape_invariants=(tf.TensorShape([None]), tf.TensorShape([None])),
+        flat, words, _ = tf.while_loop(
+            lambda flat, words, merged: merged,
+            merge_round,
+            (flat, words, tf.size(flat) > 1),
+            shape_invariants=(tf.TensorShape([None]), tf.TensorShape([None]), tf.TensorShape([])),
         )
-        return tf.RaggedTensor.from_row_lengths(flat, tf.cast(lengths, tf.int64))
-
-    def _best(self, flat, lengths):
-        """Each word's lowest-ranked adjacent pair: its position and rank."""
-        rows = tf.RaggedTensor.from_row_lengths(flat, lengths)
-        pairs = rows[:, :-1] + " " + rows[:, 1:]
-        ranks = pairs.with_flat_values(self._ranks.lookup(pairs.flat_values))
-        dense = ranks.to_tensor(_NO_RANK)
-        dense = tf.concat([dense, tf.fill([tf.shape(dense)[0], 1], _NO_RANK)], axis=1)
-        return tf.argmin(dense, axis=1, output_type=tf.int32), tf.reduce_min(dense, axis=1)
+        return tf.RaggedTensor.from_value_rowids(
+            flat, tf.cast(words, tf.int64), nrows=tf.cast(count, tf.int64)
+        )
