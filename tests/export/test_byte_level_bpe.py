@@ -1,7 +1,12 @@
 """Byte-level BPE in the graph must give exactly the Hugging Face fast tokenizer's ids."""
 
 import csv
+import json
+import os
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 from conftest import SHARED_DATA, make_rows
 from test_graph_tokenizer import EDGE_CASES, graph_ids, hf_ids
@@ -134,3 +139,22 @@ def test_a_roberta_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
     expected = tf.nn.softmax(trained(dict(encoded), training=False).logits).numpy()
     assert abs(served - expected).max() < 1e-5
     assert abs(expected[0] - expected[1]).max() > 1e-3  # the texts score differently
+
+    # A fresh process with TensorFlow alone serves it: every op is a core one.
+    script = (
+        "import json, sys, tensorflow as tf\n"
+        "served = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "scores = served(text=tf.constant(json.loads(sys.argv[2])))['scores']\n"
+        "leaked = [m for m in ('transformers', 'tf_finetune', 'tensorflow_text')\n"
+        "          if m in sys.modules]\n"
+        "print(json.dumps({'scores': scores.numpy().tolist(), 'leaked': leaked}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(run.saved_model_dir), json.dumps(texts)],
+        capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    fresh = json.loads(done.stdout.strip().splitlines()[-1])
+    assert fresh["leaked"] == []
+    assert abs(np.array(fresh["scores"]) - expected).max() < 1e-5
