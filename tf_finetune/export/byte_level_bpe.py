@@ -29,14 +29,15 @@ _SPACE = (
     r"\t\n\x0B\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}"
     r"\x{205F}\x{3000}"
 )
-_WHITESPACE, _NOT_WHITESPACE = f"[{_SPACE}]", f"[^{_SPACE}]"
+# Unicode's White_Space, as Rust's char::is_whitespace and the tokenizers library's \s.
+WHITESPACE, NOT_WHITESPACE = f"[{_SPACE}]", f"[^{_SPACE}]"
 # A run of whitespace, then its last character and the non-space after it.
-_LAST_WHITESPACE = f"({_WHITESPACE}+)({_WHITESPACE}{_NOT_WHITESPACE})"
+_LAST_WHITESPACE = f"({WHITESPACE}+)({WHITESPACE}{NOT_WHITESPACE})"
 _PIECES = (
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+" + f"| ?[^{_SPACE}\\p{{L}}\\p{{N}}]+|{_WHITESPACE}+"
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+" + f"| ?[^{_SPACE}\\p{{L}}\\p{{N}}]+|{WHITESPACE}+"
 )
 # Never in UTF-8 text: marks where a piece starts.
-_CUT = b"\xff"
+CUT = b"\xff"
 _NO_RANK = 2**31 - 1
 
 
@@ -160,10 +161,10 @@ class ByteLevelBpeTokenizer(TemplatedTokenizer):
             # is empty.
             bare = (tf.strings.substr(text, 0, 1) != " ") & (text != "")
             text = tf.where(bare, " " + text, text)
-        cut = tf.strings.regex_replace(text, _LAST_WHITESPACE, _CUT + b"\\1" + _CUT + b"\\2")
-        parts = tf.strings.split(cut, sep=_CUT)
+        cut = tf.strings.regex_replace(text, _LAST_WHITESPACE, CUT + b"\\1" + CUT + b"\\2")
+        parts = tf.strings.split(cut, sep=CUT)
         pieces = tf.strings.split(
-            tf.strings.regex_replace(parts.flat_values, _PIECES, _CUT + b"\\0"), sep=_CUT
+            tf.strings.regex_replace(parts.flat_values, _PIECES, CUT + b"\\0"), sep=CUT
         )
         pieces = parts.with_flat_values(pieces).merge_dims(1, 2)
         return tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)

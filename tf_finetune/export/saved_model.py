@@ -112,7 +112,7 @@ def _graph_tokenizer(tokenizer, max_length):
         return None, "no tokenizer was given to the export."
     import json
 
-    from tf_finetune.export import byte_level_bpe
+    from tf_finetune.export import byte_level_bpe, unigram
 
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     kind = (spec.get("model") or {}).get("type")
@@ -120,6 +120,9 @@ def _graph_tokenizer(tokenizer, max_length):
         if kind == "BPE":
             tables = byte_level_bpe.read_tables(tokenizer, spec)
             return byte_level_bpe.ByteLevelBpeTokenizer(tables, max_length), None
+        if kind == "Unigram":
+            tables = unigram.read_tables(tokenizer, spec)
+            return unigram.UnigramTokenizer(tables, max_length), None
         tables = tokenizer_tables.read_tables(tokenizer)
     except tokenizer_tables.UnsupportedTokenizer as error:
         return None, str(error)

@@ -1,0 +1,130 @@
+"""SentencePiece Unigram in the graph against the Hugging Face fast tokenizer's ids."""
+
+import csv
+import json
+import unicodedata
+
+import pytest
+from conftest import SHARED_DATA, make_rows
+from test_byte_level_bpe import MORE, SPACES
+from test_graph_tokenizer import EDGE_CASES, graph_ids, hf_ids
+
+from tf_finetune.export import unigram
+
+
+def train_model(folder):
+    """A real SentencePiece Unigram model (`.model` file), trained here."""
+    import sentencepiece as spm
+
+    corpus = [text for text, _ in make_rows(400, 7)] + EDGE_CASES + SPACES + MORE
+    (folder / "corpus.txt").write_text("\n".join(corpus * 3), encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(folder / "corpus.txt"),
+        model_prefix=str(folder / "spm"),
+        vocab_size=400,
+        hard_vocab_limit=False,
+        model_type="unigram",
+        character_coverage=0.995,  # the rarest characters are <unk>
+        pad_id=0,
+        unk_id=1,
+        bos_id=2,
+        eos_id=3,
+        minloglevel=2,
+    )
+    return folder / "spm.model"
+
+
+@pytest.fixture(scope="module", params=["XLMRobertaTokenizerFast", "AlbertTokenizerFast"])
+def tokenizer(request, tmp_path_factory):
+    import transformers
+
+    model = train_model(tmp_path_factory.mktemp("spm"))
+    return getattr(transformers, request.param)(vocab_file=str(model))
+
+
+def graph_of(tokenizer, max_length):
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    return unigram.UnigramTokenizer(unigram.read_tables(tokenizer, spec), max_length)
+
+
+def combines(text):
+    """Whether the text holds a combining mark after another character."""
+    return any(unicodedata.combining(c) for c in text[1:])
+
+
+def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
+    texts = EDGE_CASES + SPACES + MORE
+    graph = graph_of(tokenizer, 512)
+    got, expected = graph_ids(graph, texts), hf_ids(tokenizer, texts, 512)
+    mismatched = [t for t, a, b in zip(texts, got, expected, strict=True) if a != b]
+    # The one known difference: the SentencePiece charsmap composes a letter and its
+    # combining mark ("g" + U+0327 -> "ģ"); the graph maps characters one at a time.
+    assert [t for t in mismatched if not combines(t)] == []
+    texts = [t for t in texts if not combines(t)]
+    pairs = list(reversed(texts))
+    graph = graph_of(tokenizer, 24)
+    assert graph_ids(graph, texts, pairs) == hf_ids(tokenizer, texts, 24, pairs)
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there")
+def test_ids_match_on_every_rotten_tomatoes_text(tokenizer):
+    texts = []
+    for split in ("train", "validation", "test"):
+        with open(SHARED_DATA / f"{split}.csv", newline="", encoding="utf-8") as handle:
+            texts += [row["text"] for row in csv.DictReader(handle)]
+    graph = graph_of(tokenizer, 78)
+    got = []
+    for start in range(0, len(texts), 1024):
+        got += graph_ids(graph, texts[start : start + 1024])
+    expected = hf_ids(tokenizer, texts, 78)
+    mismatched = [t for t, a, b in zip(texts, got, expected, strict=True) if a != b]
+    assert mismatched == [], f"{len(mismatched)} texts differ, e.g. {mismatched[:3]!r}"
+
+
+def test_an_albert_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras
+    from conftest import tiny_fit_options
+    from transformers import (
+        AlbertConfig,
+        AlbertTokenizerFast,
+        AutoTokenizer,
+        TFAlbertForSequenceClassification,
+        TFAutoModelForSequenceClassification,
+    )
+
+    from tf_finetune.config import load_config
+    from tf_finetune.pipeline import fit
+    from tf_finetune.serving.prediction import ExportedModel
+
+    checkpoint = tmp_path / "tiny-albert"
+    checkpoint.mkdir()
+    tokenizer = AlbertTokenizerFast(vocab_file=str(train_model(tmp_path)), model_max_length=64)
+    tokenizer.save_pretrained(checkpoint)
+    config = AlbertConfig(
+        vocab_size=len(tokenizer),
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+        initializer_range=0.5,  # probabilities that differ between texts
+    )
+    tf_keras.utils.set_random_seed(0)
+    model = TFAlbertForSequenceClassification(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(checkpoint)
+
+    run = fit(load_config(overrides=dict(tiny_fit_options(checkpoint, tmp_path), epochs=1)))
+    assert run.token_ids_only_reason is None
+    texts = ["a good film .", "dull and boring", "the plot was not very lovely !", ""]
+    served = ExportedModel(run.run_dir).predict(texts)
+    tokenizer = AutoTokenizer.from_pretrained(run.run_dir)
+    trained = TFAutoModelForSequenceClassification.from_pretrained(run.run_dir)
+    encoded = tokenizer(texts, padding=True, return_tensors="tf")
+    expected = tf.nn.softmax(trained(dict(encoded), training=False).logits).numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert abs(expected[0] - expected[1]).max() > 1e-3  # the texts score differently
