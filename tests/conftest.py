@@ -105,6 +105,34 @@ def tiny_fit_options(checkpoint, folder):
     }
 
 
+def serve_in_a_fresh_process(saved_model_dir, texts):
+    """Returns `serving_default`'s scores from a new interpreter with TensorFlow alone.
+
+    Fails if transformers, tf_finetune or tensorflow-text was imported there.
+    """
+    import json
+    import sys
+
+    script = (
+        "import json, sys, tensorflow as tf\n"
+        "served = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "scores = served(text=tf.constant(json.loads(sys.argv[2])))['scores']\n"
+        "leaked = [m for m in ('transformers', 'tf_finetune', 'tensorflow_text')\n"
+        "          if m in sys.modules]\n"
+        "print(json.dumps({'scores': scores.numpy().tolist(), 'leaked': leaked}))\n"
+    )
+    # transformers sets TF_USE_LEGACY_KERAS in this process; a server would not have it.
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(saved_model_dir), json.dumps(texts)],
+        capture_output=True, text=True, timeout=180, env=env, cwd=saved_model_dir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    assert served["leaked"] == []
+    return served["scores"]
+
+
 @pytest.fixture(scope="session")
 def trained_run(tiny_checkpoint, tmp_path_factory):
     """One finished quick fit (`tiny_fit_options`), shared by every test that only reads it.

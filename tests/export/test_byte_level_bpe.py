@@ -2,13 +2,10 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, make_rows
+from conftest import SHARED_DATA, make_rows, serve_in_a_fresh_process
 from test_graph_tokenizer import EDGE_CASES, graph_ids, hf_ids
 
 from tf_finetune.export import byte_level_bpe
@@ -47,7 +44,6 @@ def tokenizer(request, tmp_path_factory):
 
 
 def graph_of(tokenizer, max_length):
-    import json
 
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     tables = byte_level_bpe.read_tables(tokenizer, spec)
@@ -82,7 +78,6 @@ def test_ids_match_on_every_rotten_tomatoes_text(tokenizer):
 
 
 def test_parts_it_does_not_reproduce_are_named(tmp_path):
-    import json
 
     tokenizer = train_tokenizer(tmp_path, add_prefix_space=False)
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
@@ -141,20 +136,5 @@ def test_a_roberta_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
     assert abs(expected[0] - expected[1]).max() > 1e-3  # the texts score differently
 
     # A fresh process with TensorFlow alone serves it: every op is a core one.
-    script = (
-        "import json, sys, tensorflow as tf\n"
-        "served = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
-        "scores = served(text=tf.constant(json.loads(sys.argv[2])))['scores']\n"
-        "leaked = [m for m in ('transformers', 'tf_finetune', 'tensorflow_text')\n"
-        "          if m in sys.modules]\n"
-        "print(json.dumps({'scores': scores.numpy().tolist(), 'leaked': leaked}))\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(run.saved_model_dir), json.dumps(texts)],
-        capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    fresh = json.loads(done.stdout.strip().splitlines()[-1])
-    assert fresh["leaked"] == []
-    assert abs(np.array(fresh["scores"]) - expected).max() < 1e-5
+    fresh = serve_in_a_fresh_process(run.saved_model_dir, texts)
+    assert abs(np.array(fresh) - expected).max() < 1e-5

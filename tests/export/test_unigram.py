@@ -5,7 +5,7 @@ import json
 import unicodedata
 
 import pytest
-from conftest import SHARED_DATA, make_rows
+from conftest import SHARED_DATA, make_rows, serve_in_a_fresh_process
 from test_byte_level_bpe import MORE, SPACES
 from test_graph_tokenizer import EDGE_CASES, graph_ids, hf_ids
 
@@ -128,3 +128,7 @@ def test_an_albert_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
     expected = tf.nn.softmax(trained(dict(encoded), training=False).logits).numpy()
     np.testing.assert_allclose(served, expected, atol=1e-5)
     assert abs(expected[0] - expected[1]).max() > 1e-3  # the texts score differently
+    # A fresh process with TensorFlow alone serves it: every op is a core one.
+    np.testing.assert_allclose(
+        serve_in_a_fresh_process(run.saved_model_dir, texts), expected, atol=1e-5
+    )
