@@ -54,6 +54,8 @@ def read_tables(tokenizer, spec: dict) -> UnigramTables:
         UnsupportedTokenizer: Naming each component the graph does not reproduce.
     """
     model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
+    if pre.get("type") == "Sequence" and len(pre.get("pretokenizers", [])) == 1:
+        pre = pre["pretokenizers"][0]  # DeBERTa-v2 wraps its Metaspace
     missing = []
     before, per_character, after = _normalizer_stages(spec.get("normalizer"), missing)
     if pre.get("type") != "Metaspace" or not pre.get("split", True):
