@@ -63,7 +63,8 @@ def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there")
-def test_ids_match_on_every_rotten_tomatoes_text(tokenizer):
+def test_ids_match_on_every_rotten_tomatoes_text(tmp_path):
+    tokenizer = train_tokenizer(tmp_path, add_prefix_space=True)
     texts = []
     for split in ("train", "validation", "test"):
         with open(SHARED_DATA / f"{split}.csv", newline="", encoding="utf-8") as handle:

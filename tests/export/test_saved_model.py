@@ -164,13 +164,35 @@ def test_an_unsupported_tokenizer_keeps_token_ids_and_says_why(model, tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0), ("b", -2.0)], 0))
-    backend.pre_tokenizer = pre_tokenizers.Metaspace()
-    unigram = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    backend = Tokenizer(models.WordLevel({"a": 0, "b": 1, "<unk>": 2}, "<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    words = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
     exported = saved_model.export_saved_model(
-        model, ["neg", "pos"], ALL_INPUTS, tmp_path, tokenizer=unigram, max_length=8
+        model, ["neg", "pos"], ALL_INPUTS, tmp_path, tokenizer=words, max_length=8
     )
     assert not exported.raw_text
-    assert "uses a Unigram model; WordPiece" in exported.reason
+    assert "uses a WordLevel model; WordPiece" in exported.reason
     served = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
     assert set(served.structured_input_signature[1]) == set(saved_model.INPUT_NAMES)
+
+
+def test_a_tokenizer_without_a_pad_token_exports_raw_text(model, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.Unigram([("<unk>", 0.0), ("▁a", -1.0), ("▁b", -2.0)], 0))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    unigram = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    assert unigram.pad_token is None
+    exported = saved_model.export_saved_model(
+        model, ["neg", "pos"], ["input_ids", "attention_mask"], tmp_path, tokenizer=unigram,
+        max_length=8,
+    )  # fmt: skip
+    assert exported.raw_text, exported.reason
+    served = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
+    scores = served(text=tf.constant(["a b", "b a a"]))["scores"].numpy()
+    expected = [
+        tf.nn.softmax(model(dict(unigram(text, return_tensors="tf")), training=False).logits)[0]
+        for text in ["a b", "b a a"]
+    ]
+    np.testing.assert_allclose(scores, np.stack(expected), atol=1e-5)

@@ -84,9 +84,9 @@ def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there")
-@pytest.mark.parametrize("name", FAMILIES[:2])  # CamemBERT has XLM-R's parts
-def test_ids_match_on_every_rotten_tomatoes_text(name, sentencepiece_model):
-    tokenizer = fast_tokenizer(name, sentencepiece_model)
+def test_ids_match_on_every_rotten_tomatoes_text(sentencepiece_model):
+    # XLM-RoBERTa's normalizer is the SentencePiece charsmap on the raw text.
+    tokenizer = fast_tokenizer("XLMRobertaTokenizerFast", sentencepiece_model)
     texts = []
     for split in ("train", "validation", "test"):
         with open(SHARED_DATA / f"{split}.csv", newline="", encoding="utf-8") as handle:

@@ -70,8 +70,8 @@ def read_tables(tokenizer) -> WordPieceTables:
     if model.get("type") != "WordPiece":
         raise UnsupportedTokenizer(
             f"{kind} uses a {model.get('type', 'unknown')} model; WordPiece (BERT, "
-            "DistilBERT, MiniLM, ELECTRA, MPNet, ...) and byte-level BPE (RoBERTa, GPT-2, "
-            "...) vocabularies can tokenize in the graph."
+            "DistilBERT, MiniLM, ELECTRA, MPNet, ...), byte-level BPE (RoBERTa, ...) and "
+            "SentencePiece Unigram (ALBERT, XLM-RoBERTa, ...) can tokenize in the graph."
         )
     if normalizer.get("type") != "BertNormalizer" or pre.get("type") != "BertPreTokenizer":
         raise UnsupportedTokenizer(
