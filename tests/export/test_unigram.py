@@ -151,3 +151,18 @@ def test_an_albert_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
     np.testing.assert_allclose(
         serve_in_a_fresh_process(run.saved_model_dir, texts), expected, atol=1e-5
     )
+
+
+def test_parts_it_does_not_reproduce_are_named(sentencepiece_model):
+    tokenizer = fast_tokenizer("XLMRobertaTokenizerFast", sentencepiece_model)
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    spec["normalizer"]["normalizers"].append({"type": "NFKC"})
+    spec["normalizer"]["normalizers"].insert(
+        0, {"type": "Replace", "pattern": {"Regex": "a(?=b)"}, "content": ""}
+    )
+    spec["model"]["byte_fallback"] = True
+    with pytest.raises(unigram.UnsupportedTokenizer) as error:
+        unigram.read_tables(tokenizer, spec)
+    message = str(error.value)
+    assert "the NFKC normalizer" in message and "Unigram byte_fallback" in message
+    assert "'a(?=b)' (not RE2 syntax)" in message

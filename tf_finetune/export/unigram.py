@@ -100,6 +100,8 @@ def _normalizer_stages(normalizer, missing):
         elif kind == "Replace":
             pattern = step["pattern"]
             regex = pattern.get("Regex") or re.escape(pattern.get("String", ""))
+            if not _runs_in_re2(regex):
+                missing.append(f"the Replace pattern {regex!r} (not RE2 syntax)")
             (after if per_character else before).append((regex, step["content"]))
         elif kind == "Strip":
             stage = after if per_character else before
@@ -110,6 +112,15 @@ def _normalizer_stages(normalizer, missing):
         else:
             missing.append(f"the {kind} normalizer at its place in the sequence")
     return before, per_character, after
+
+
+def _runs_in_re2(pattern: str) -> bool:
+    """Whether TensorFlow's regular expressions (RE2) take the pattern."""
+    try:
+        tf.strings.regex_replace("", pattern, "")
+    except tf.errors.InvalidArgumentError:
+        return False
+    return True
 
 
 def _per_character_map(spec: dict, steps: list[dict]) -> dict[str, str]:
@@ -166,6 +177,7 @@ class UnigramTokenizer(TemplatedTokenizer):
         return words.with_flat_values(tf.gather(ids, index)).merge_dims(1, 2)
 
     def normalize(self, text: tf.Tensor) -> tf.Tensor:
+        """Applies the normalizer's stages to a batch of strings."""
         for pattern, replacement in self._tables.before:
             text = tf.strings.regex_replace(text, pattern, _rewrite(replacement))
         if self._tables.mapped:
