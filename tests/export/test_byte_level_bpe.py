@@ -1,12 +1,18 @@
 """Byte-level BPE in the graph must give exactly the Hugging Face fast tokenizer's ids."""
 
-import csv
 import json
 
 import numpy as np
 import pytest
 from conftest import SHARED_DATA, make_rows, serve_in_a_fresh_process
-from test_graph_tokenizer import EDGE_CASES, graph_ids, hf_ids
+from test_graph_tokenizer import (
+    CORPUS_SHARES,
+    EDGE_CASES,
+    graph_ids,
+    hf_ids,
+    mismatched,
+    rotten_tomatoes_texts,
+)
 
 from tf_finetune.export import byte_level_bpe
 
@@ -53,29 +59,19 @@ def graph_of(tokenizer, max_length):
 def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
     texts = EDGE_CASES + SPACES + MORE
     for max_length in (16, 512):
-        graph = graph_of(tokenizer, max_length)
-        got, expected = graph_ids(graph, texts), hf_ids(tokenizer, texts, max_length)
-        mismatched = [(t, a, b) for t, a, b in zip(texts, got, expected, strict=True) if a != b]
-        assert mismatched == []
+        assert mismatched(graph_of(tokenizer, max_length), tokenizer, texts, max_length) == []
     pairs = list(reversed(texts))
     graph = graph_of(tokenizer, 24)
     assert graph_ids(graph, texts, pairs) == hf_ids(tokenizer, texts, 24, pairs)
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there")
-def test_ids_match_on_every_rotten_tomatoes_text(tmp_path):
+@pytest.mark.parametrize("share", CORPUS_SHARES)
+def test_ids_match_on_rotten_tomatoes(share, tmp_path):
     tokenizer = train_tokenizer(tmp_path, add_prefix_space=True)
-    texts = []
-    for split in ("train", "validation", "test"):
-        with open(SHARED_DATA / f"{split}.csv", newline="", encoding="utf-8") as handle:
-            texts += [row["text"] for row in csv.DictReader(handle)]
-    graph = graph_of(tokenizer, 78)
-    got = []
-    for start in range(0, len(texts), 1024):
-        got += graph_ids(graph, texts[start : start + 1024])
-    expected = hf_ids(tokenizer, texts, 78)
-    mismatched = [t for t, a, b in zip(texts, got, expected, strict=True) if a != b]
-    assert mismatched == [], f"{len(mismatched)} texts differ, e.g. {mismatched[:3]!r}"
+    texts = rotten_tomatoes_texts(share)
+    wrong = mismatched(graph_of(tokenizer, 78), tokenizer, texts, 78)
+    assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
 
 
 def test_parts_it_does_not_reproduce_are_named(tmp_path):

