@@ -105,6 +105,39 @@ def tiny_fit_options(checkpoint, folder):
     }
 
 
+PROBE_TEXTS = ["a good film .", "dull and boring", "the plot was not very lovely !", ""]
+
+
+def fit_and_compare_the_export(checkpoint, folder):
+    """Fine-tunes `checkpoint` for an epoch of the easy task and checks its raw-text export.
+
+    The export's probabilities on `PROBE_TEXTS` (through `ExportedModel`) must be the
+    Python model's on the tokenizer's ids, both read back from the run directory, and
+    must differ between texts (or the comparison could not fail).
+
+    Returns:
+        The run, and the Python model's probabilities.
+    """
+    import numpy as np
+    import tensorflow as tf
+    from transformers import AutoTokenizer, TFAutoModelForSequenceClassification
+
+    from tf_finetune.config import load_config
+    from tf_finetune.pipeline import fit
+    from tf_finetune.serving.prediction import ExportedModel
+
+    run = fit(load_config(overrides=dict(tiny_fit_options(checkpoint, folder), epochs=1)))
+    assert run.token_ids_only_reason is None
+    served = ExportedModel(run.run_dir).predict(PROBE_TEXTS)
+    tokenizer = AutoTokenizer.from_pretrained(run.run_dir)
+    model = TFAutoModelForSequenceClassification.from_pretrained(run.run_dir)
+    encoded = tokenizer(PROBE_TEXTS, padding=True, return_tensors="tf")
+    expected = tf.nn.softmax(model(dict(encoded), training=False).logits).numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert abs(expected[0] - expected[1]).max() > 1e-3  # the texts score differently
+    return run, expected
+
+
 def serve_in_a_fresh_process(saved_model_dir, texts):
     """Returns `serving_default`'s scores from a new interpreter with TensorFlow alone.
 

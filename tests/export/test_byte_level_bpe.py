@@ -4,7 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, make_rows, serve_in_a_fresh_process
+from conftest import (
+    PROBE_TEXTS,
+    SHARED_DATA,
+    fit_and_compare_the_export,
+    make_rows,
+    serve_in_a_fresh_process,
+)
 from test_graph_tokenizer import (
     CORPUS_SHARES,
     EDGE_CASES,
@@ -86,19 +92,11 @@ def test_parts_it_does_not_reproduce_are_named(tmp_path):
 
 
 def test_a_roberta_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
-    import tensorflow as tf
     import tf_keras
-    from conftest import tiny_fit_options
     from transformers import (
-        AutoTokenizer,
         RobertaConfig,
-        TFAutoModelForSequenceClassification,
         TFRobertaForSequenceClassification,
     )
-
-    from tf_finetune.config import load_config
-    from tf_finetune.pipeline import fit
-    from tf_finetune.serving.prediction import ExportedModel
 
     checkpoint = tmp_path / "tiny-roberta"
     checkpoint.mkdir()
@@ -121,17 +119,7 @@ def test_a_roberta_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
     model(model.dummy_inputs)
     model.save_pretrained(checkpoint)
 
-    run = fit(load_config(overrides=dict(tiny_fit_options(checkpoint, tmp_path), epochs=1)))
-    assert run.token_ids_only_reason is None
-    texts = ["a good film .", "dull and boring", "the plot was not very lovely !", ""]
-    served = ExportedModel(run.run_dir).predict(texts)
-    tokenizer = AutoTokenizer.from_pretrained(run.run_dir)
-    trained = TFAutoModelForSequenceClassification.from_pretrained(run.run_dir)
-    encoded = tokenizer(texts, padding=True, return_tensors="tf")
-    expected = tf.nn.softmax(trained(dict(encoded), training=False).logits).numpy()
-    assert abs(served - expected).max() < 1e-5
-    assert abs(expected[0] - expected[1]).max() > 1e-3  # the texts score differently
-
+    run, expected = fit_and_compare_the_export(checkpoint, tmp_path)
     # A fresh process with TensorFlow alone serves it: every op is a core one.
-    fresh = serve_in_a_fresh_process(run.saved_model_dir, texts)
-    assert abs(np.array(fresh) - expected).max() < 1e-5
+    fresh = serve_in_a_fresh_process(run.saved_model_dir, PROBE_TEXTS)
+    np.testing.assert_allclose(fresh, expected, atol=1e-5)

@@ -213,26 +213,13 @@ def test_mpnet_template_matches_hugging_face(mpnet_checkpoint):
 
 
 def test_an_mpnet_fit_exports_raw_text_that_predicts_as_the_model(mpnet_checkpoint, tmp_path):
-    from conftest import tiny_fit_options
-    from transformers import AutoTokenizer, TFAutoModelForSequenceClassification
+    from conftest import PROBE_TEXTS, fit_and_compare_the_export
+    from transformers import AutoTokenizer
 
-    from tf_finetune.config import load_config
-    from tf_finetune.pipeline import fit
-    from tf_finetune.serving.prediction import ExportedModel
-
-    options = dict(tiny_fit_options(mpnet_checkpoint, tmp_path), epochs=1)
-    run = fit(load_config(overrides=options))
-    assert run.token_ids_only_reason is None
-    exported = ExportedModel(run.run_dir)
-    texts = ["a good film .", "dull and boring", "the plot was not very lovely !", ""]
-    served = exported.predict(texts)
-    tokenizer = AutoTokenizer.from_pretrained(run.run_dir)
-    model = TFAutoModelForSequenceClassification.from_pretrained(run.run_dir)
-    encoded = tokenizer(texts, padding=True, return_tensors="tf")
-    expected = tf.nn.softmax(model(dict(encoded), training=False).logits).numpy()
-    assert abs(served - expected).max() < 1e-5
-    assert abs(expected[0] - expected[1]).max() > 1e-3  # the texts score differently
+    run, expected = fit_and_compare_the_export(mpnet_checkpoint, tmp_path)
     # The token-id signature takes the tokenizer's own output (no token_type_ids).
+    tokenizer = AutoTokenizer.from_pretrained(run.run_dir)
     loaded = tf.saved_model.load(str(run.saved_model_dir))
-    logits = loaded.signatures["token_ids"](**tokenizer(texts, padding=True, return_tensors="np"))
-    assert abs(tf.nn.softmax(logits["logits"]).numpy() - expected).max() < 1e-5
+    encoded = tokenizer(PROBE_TEXTS, padding=True, return_tensors="np")
+    logits = loaded.signatures["token_ids"](**encoded)["logits"]
+    assert abs(tf.nn.softmax(logits).numpy() - expected).max() < 1e-5

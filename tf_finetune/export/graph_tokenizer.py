@@ -107,11 +107,7 @@ class GraphTokenizer(TemplatedTokenizer):
         self._spaced = _char_class(tables.spaced) if tables.spaced else None
         self._whitespace = _char_class(tables.whitespace) if tables.whitespace else None
         self._punctuation = _char_class(tables.punctuation)
-        keys = list(tables.mapped) or ["\x00"]
-        self._char_map = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(keys, [tables.mapped.get(k, "") for k in keys]),
-            default_value="\x00",
-        )
+        self._char_map = character_table(tables.mapped)
         self._vocab = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tables.vocab, tf.range(len(tables.vocab), dtype=tf.int32)
@@ -130,10 +126,7 @@ class GraphTokenizer(TemplatedTokenizer):
             text = tf.strings.regex_replace(text, self._spaced, r" \0 ")
         if self._whitespace:
             text = tf.strings.regex_replace(text, self._whitespace, " ")
-        chars = tf.strings.unicode_split(text, "UTF-8")
-        mapped = self._char_map.lookup(chars.flat_values)
-        flat = tf.where(tf.equal(mapped, "\x00"), chars.flat_values, mapped)
-        return tf.strings.reduce_join(chars.with_flat_values(flat), axis=-1)
+        return map_characters(self._char_map, text)
 
     def words(self, text: tf.Tensor) -> tf.RaggedTensor:
         """Normalizes and pre-tokenizes a batch of strings into words `[batch, (words)]`."""
@@ -202,6 +195,23 @@ class GraphTokenizer(TemplatedTokenizer):
         unknown = tf.where(tf.range(tf.shape(steps)[1]) == 0, tables.unk_id, -1)
         steps = tf.where(failed[:, None], unknown[None, :], steps)
         return tf.ragged.boolean_mask(steps, steps >= 0)
+
+
+def character_table(mapped: dict[str, str]) -> tf.lookup.StaticHashTable:
+    """A table of what each character becomes; "\\x00" for a character left as it is."""
+    keys = list(mapped) or ["\x00"]
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, [mapped.get(k, "") for k in keys]),
+        default_value="\x00",
+    )
+
+
+def map_characters(table: tf.lookup.StaticHashTable, text: tf.Tensor) -> tf.Tensor:
+    """Replaces each character of a batch of strings by what `table` maps it to."""
+    chars = tf.strings.unicode_split(text, "UTF-8")
+    mapped = table.lookup(chars.flat_values)
+    flat = tf.where(tf.equal(mapped, "\x00"), chars.flat_values, mapped)
+    return tf.strings.reduce_join(chars.with_flat_values(flat), axis=-1)
 
 
 def _fixed(part: list[tuple[int, int]], rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -23,7 +23,11 @@ import sys
 import tensorflow as tf
 
 from tf_finetune.export.byte_level_bpe import CUT, WHITESPACE
-from tf_finetune.export.graph_tokenizer import TemplatedTokenizer
+from tf_finetune.export.graph_tokenizer import (
+    TemplatedTokenizer,
+    character_table,
+    map_characters,
+)
 from tf_finetune.export.tokenizer_tables import Template, UnsupportedTokenizer, read_template
 
 _SURROGATES = range(0xD800, 0xE000)
@@ -153,11 +157,7 @@ class UnigramTokenizer(TemplatedTokenizer):
     def __init__(self, tables: UnigramTables, max_length: int):
         super().__init__(tables.template, tables.pad_id, max_length)
         self._tables = tables
-        keys = list(tables.mapped) or ["\x00"]
-        self._char_map = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(keys, [tables.mapped.get(k, "") for k in keys]),
-            default_value="\x00",
-        )
+        self._char_map = character_table(tables.mapped)
         ids = {piece: index for index, piece in enumerate(tables.pieces)}  # the last wins, as in HF
         self._ids = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
@@ -181,10 +181,7 @@ class UnigramTokenizer(TemplatedTokenizer):
         for pattern, replacement in self._tables.before:
             text = tf.strings.regex_replace(text, pattern, _rewrite(replacement))
         if self._tables.mapped:
-            chars = tf.strings.unicode_split(text, "UTF-8")
-            mapped = self._char_map.lookup(chars.flat_values)
-            flat = tf.where(tf.equal(mapped, "\x00"), chars.flat_values, mapped)
-            text = tf.strings.reduce_join(chars.with_flat_values(flat), axis=-1)
+            text = map_characters(self._char_map, text)
         for pattern, replacement in self._tables.after:
             text = tf.strings.regex_replace(text, pattern, _rewrite(replacement))
         return text
