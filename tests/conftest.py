@@ -56,7 +56,6 @@ def write_csv(path, rows, header=("text", "label")):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A save_pretrained directory with a random 2-layer BERT and its fast tokenizer."""
-    import tf_keras
     from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
 
     directory = tmp_path_factory.mktemp("tiny-bert")
@@ -64,22 +63,29 @@ def tiny_checkpoint(tmp_path_factory):
     vocab.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_max_length=64)
     tokenizer.save_pretrained(directory)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
-    # A seeded initialisation: every session trains the same model. Unseeded, some
-    # draws sat on the easy task's plateau longer than a 3-epoch test allows.
+    config = BertConfig(vocab_size=len(VOCAB), max_position_embeddings=64, **TINY)
+    save_tiny_model(TFBertForSequenceClassification, config, directory)
+    return directory
+
+
+# Two layers of width 32: every tiny model of the tests.
+TINY = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=2
+)
+
+
+def save_tiny_model(model_class, config, directory):
+    """Saves `model_class(config)`, randomly initialised, with `save_pretrained`.
+
+    The initialisation is seeded: every session trains the same model. Unseeded, some
+    draws sat on the easy task's plateau longer than a 3-epoch test allows.
+    """
+    import tf_keras
+
     tf_keras.utils.set_random_seed(0)
-    model = TFBertForSequenceClassification(config)
+    model = model_class(config)
     model(model.dummy_inputs)
     model.save_pretrained(directory)
-    return directory
 
 
 def tiny_fit_options(checkpoint, folder):

@@ -7,8 +7,10 @@ import pytest
 from conftest import (
     PROBE_TEXTS,
     SHARED_DATA,
+    TINY,
     fit_and_compare_the_export,
     make_rows,
+    save_tiny_model,
     serve_in_a_fresh_process,
 )
 from test_graph_tokenizer import (
@@ -92,7 +94,6 @@ def test_parts_it_does_not_reproduce_are_named(tmp_path):
 
 
 def test_a_roberta_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
-    import tf_keras
     from transformers import (
         RobertaConfig,
         TFRobertaForSequenceClassification,
@@ -105,19 +106,12 @@ def test_a_roberta_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
     tokenizer.save_pretrained(checkpoint)
     config = RobertaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
         max_position_embeddings=70,
-        num_labels=2,
         pad_token_id=tokenizer.pad_token_id,
         initializer_range=0.5,  # probabilities that differ between texts
+        **TINY,
     )
-    tf_keras.utils.set_random_seed(0)
-    model = TFRobertaForSequenceClassification(config)
-    model(model.dummy_inputs)
-    model.save_pretrained(checkpoint)
+    save_tiny_model(TFRobertaForSequenceClassification, config, checkpoint)
 
     run, expected = fit_and_compare_the_export(checkpoint, tmp_path)
     # A fresh process with TensorFlow alone serves it: every op is a core one.

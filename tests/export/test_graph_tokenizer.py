@@ -170,8 +170,7 @@ def test_cased_vocabularies_keep_case_and_accents(tiny_checkpoint, tmp_path):
 @pytest.fixture(scope="module")
 def mpnet_checkpoint(tmp_path_factory):
     """A tiny random MPNet: BERT's WordPiece and normalizer, RoBERTa's <s> a </s></s> b </s>."""
-    import tf_keras
-    from conftest import VOCAB
+    from conftest import TINY, VOCAB, save_tiny_model
     from transformers import MPNetConfig, MPNetTokenizerFast, TFMPNetForSequenceClassification
 
     directory = tmp_path_factory.mktemp("tiny-mpnet")
@@ -181,18 +180,11 @@ def mpnet_checkpoint(tmp_path_factory):
     MPNetTokenizerFast(vocab_file=str(vocab), model_max_length=64).save_pretrained(directory)
     config = MPNetConfig(
         vocab_size=len(specials) + len(VOCAB) - 5,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
         max_position_embeddings=70,
-        num_labels=2,
         initializer_range=0.5,  # probabilities that differ between texts
+        **TINY,
     )
-    tf_keras.utils.set_random_seed(0)
-    model = TFMPNetForSequenceClassification(config)
-    model(model.dummy_inputs)
-    model.save_pretrained(directory)
+    save_tiny_model(TFMPNetForSequenceClassification, config, directory)
     return directory
 
 

@@ -7,8 +7,10 @@ import pytest
 from conftest import (
     PROBE_TEXTS,
     SHARED_DATA,
+    TINY,
     fit_and_compare_the_export,
     make_rows,
+    save_tiny_model,
     serve_in_a_fresh_process,
 )
 from test_byte_level_bpe import MORE, SPACES
@@ -105,7 +107,6 @@ def test_ids_match_on_rotten_tomatoes(share, sentencepiece_model):
 
 def test_an_albert_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
     import numpy as np
-    import tf_keras
     from transformers import (
         AlbertConfig,
         AlbertTokenizerFast,
@@ -119,18 +120,11 @@ def test_an_albert_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
     config = AlbertConfig(
         vocab_size=len(tokenizer),
         embedding_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
         max_position_embeddings=64,
-        num_labels=2,
         initializer_range=0.5,  # probabilities that differ between texts
+        **TINY,
     )
-    tf_keras.utils.set_random_seed(0)
-    model = TFAlbertForSequenceClassification(config)
-    model(model.dummy_inputs)
-    model.save_pretrained(checkpoint)
+    save_tiny_model(TFAlbertForSequenceClassification, config, checkpoint)
 
     run, expected = fit_and_compare_the_export(checkpoint, tmp_path)
     # A fresh process with TensorFlow alone serves it: every op is a core one.
