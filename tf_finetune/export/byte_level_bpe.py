@@ -23,7 +23,12 @@ import dataclasses
 import tensorflow as tf
 
 from tf_finetune.export.graph_tokenizer import TemplatedTokenizer
-from tf_finetune.export.tokenizer_tables import Template, UnsupportedTokenizer, read_template
+from tf_finetune.export.tokenizer_tables import (
+    Template,
+    UnsupportedTokenizer,
+    read_template,
+    unmatched_added_tokens,
+)
 
 _SPACE = (
     r"\t\n\x0B\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}"
@@ -71,9 +76,9 @@ def read_tables(tokenizer, spec: dict) -> ByteLevelBpeTables:
     for key in ("byte_fallback", "ignore_merges"):
         if model.get(key):
             missing.append(f"BPE {key}")
-    added = [t["content"] for t in spec.get("added_tokens", []) if not t.get("special")]
+    added = unmatched_added_tokens(spec)
     if added:
-        missing.append(f"added tokens that are not special ({', '.join(added[:5])})")
+        missing.append(added)
     if missing:
         raise UnsupportedTokenizer(
             f"{type(tokenizer).__name__} is byte-level BPE with parts the graph tokenizer "

@@ -80,18 +80,17 @@ def read_tables(tokenizer) -> WordPieceTables:
         )
     if not normalizer.get("clean_text", True):
         raise UnsupportedTokenizer(f"{kind} does not clean text; not supported in the graph.")
-    added = [t["content"] for t in spec.get("added_tokens", []) if not t.get("special")]
+    added = unmatched_added_tokens(spec)
     if added:
         raise UnsupportedTokenizer(
-            f"{kind} has added tokens that are not special ({', '.join(added[:5])}); "
-            "the graph tokenizer does not match added tokens in text."
+            f"{kind} has {added}; the graph tokenizer does not match added tokens in text."
         )
     template = read_template(tokenizer)
     vocab = [token for token, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
     if len(vocab) != max(tokenizer.get_vocab().values()) + 1:
         raise UnsupportedTokenizer(f"{kind} has gaps in its vocabulary ids.")
     backend = tokenizer.backend_tokenizer
-    classes = _normalization_classes(backend.normalizer, normalizer)
+    classes = _normalization_classes(normalized_alone(backend.normalizer, normalizer))
     return WordPieceTables(
         vocab=vocab,
         punctuation=_punctuation_ranges(backend.pre_tokenizer, pre),
@@ -102,6 +101,12 @@ def read_tables(tokenizer) -> WordPieceTables:
         max_chars_per_word=model.get("max_input_chars_per_word", 100),
         **classes,
     )
+
+
+def unmatched_added_tokens(spec: dict) -> str | None:
+    """Names the added tokens that are not special, which no graph tokenizer matches in text."""
+    added = [t["content"] for t in spec.get("added_tokens", []) if not t.get("special")]
+    return f"added tokens that are not special ({', '.join(added[:5])})" if added else None
 
 
 def read_template(tokenizer) -> Template:
@@ -173,16 +178,22 @@ def _cached_by_settings(probe):
 
 
 @_cached_by_settings
-def _normalization_classes(normalizer) -> dict:
-    """Sorts every code point by what the normalizer does to it, alone."""
-    deleted, spaced, whitespace, mapped = [], [], [], {}
-    for code in range(sys.maxunicode + 1):
-        if code in _SURROGATES:
-            continue
+def normalized_alone(normalizer) -> dict[str, str]:
+    """What the normalizer makes of each code point alone, for those it changes."""
+    changed = {}
+    for code in _code_points():
         char = chr(code)
         out = normalizer.normalize_str(char)
-        if out == char:
-            continue
+        if out != char:
+            changed[char] = out
+    return changed
+
+
+def _normalization_classes(changed: dict[str, str]) -> dict:
+    """Sorts the code points a BERT normalizer changes by what it does to them."""
+    deleted, spaced, whitespace, mapped = [], [], [], {}
+    for char, out in changed.items():
+        code = ord(char)
         if out == "":
             deleted.append(code)
         elif out == f" {char} ":
@@ -203,13 +214,16 @@ def _normalization_classes(normalizer) -> dict:
 def _punctuation_ranges(pre_tokenizer) -> list[tuple[int, int]]:
     """Code points the pre-tokenizer splits off as tokens of their own."""
     punctuation = []
-    for code in range(sys.maxunicode + 1):
-        if code in _SURROGATES:
-            continue
+    for code in _code_points():
         pieces = pre_tokenizer.pre_tokenize_str(f"a{chr(code)}a")
         if len(pieces) == 3:
             punctuation.append(code)
     return _ranges(punctuation)
+
+
+def _code_points():
+    """Every Unicode code point a string can hold (surrogates cannot be encoded)."""
+    return (code for code in range(sys.maxunicode + 1) if code not in _SURROGATES)
 
 
 def _ranges(codes: list[int]) -> list[tuple[int, int]]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import sys
 
 import tensorflow as tf
 
@@ -28,9 +27,14 @@ from tf_finetune.export.graph_tokenizer import (
     character_table,
     map_characters,
 )
-from tf_finetune.export.tokenizer_tables import Template, UnsupportedTokenizer, read_template
+from tf_finetune.export.tokenizer_tables import (
+    Template,
+    UnsupportedTokenizer,
+    normalized_alone,
+    read_template,
+    unmatched_added_tokens,
+)
 
-_SURROGATES = range(0xD800, 0xE000)
 _PER_CHARACTER = {"NFKD", "NFD", "StripAccents", "Lowercase", "Precompiled"}
 _UNK_PENALTY = 10.0  # the tokenizers library's K_UNK_PENALTY
 
@@ -68,9 +72,9 @@ def read_tables(tokenizer, spec: dict) -> UnigramTables:
         missing.append(f"Metaspace prepend_scheme={pre.get('prepend_scheme')!r}")
     if model.get("byte_fallback"):
         missing.append("Unigram byte_fallback")
-    added = [t["content"] for t in spec.get("added_tokens", []) if not t.get("special")]
+    added = unmatched_added_tokens(spec)
     if added:
-        missing.append(f"added tokens that are not special ({', '.join(added[:5])})")
+        missing.append(added)
     if model.get("unk_id") is None:
         missing.append("a Unigram model without an unknown piece")
     if missing:
@@ -133,17 +137,9 @@ def _per_character_map(spec: dict, steps: list[dict]) -> dict[str, str]:
 
     if not steps:
         return {}
-    probe_spec = dict(spec, normalizer={"type": "Sequence", "normalizers": steps})
-    normalizer = Tokenizer.from_str(json.dumps(probe_spec)).normalizer
-    mapped = {}
-    for code in range(sys.maxunicode + 1):
-        if code in _SURROGATES:
-            continue
-        char = chr(code)
-        out = normalizer.normalize_str(char)
-        if out != char:
-            mapped[char] = out
-    return mapped
+    settings = {"type": "Sequence", "normalizers": steps}
+    normalizer = Tokenizer.from_str(json.dumps(dict(spec, normalizer=settings))).normalizer
+    return normalized_alone(normalizer, settings)
 
 
 class UnigramTokenizer(TemplatedTokenizer):
