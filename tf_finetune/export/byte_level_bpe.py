@@ -22,7 +22,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from tf_finetune.export.graph_tokenizer import TemplatedTokenizer
+from tf_finetune.export.graph_tokenizer import TemplatedTokenizer, keep_where
 from tf_finetune.export.tokenizer_tables import (
     Template,
     UnsupportedTokenizer,
@@ -156,7 +156,7 @@ class ByteLevelBpeTokenizer(TemplatedTokenizer):
         if self._unk_id >= 0:
             ids = tf.where(ids < 0, self._unk_id, ids)
         ids = symbols.with_flat_values(ids)
-        ids = tf.ragged.boolean_mask(ids, ids >= 0)  # no unknown token: dropped, as in HF
+        ids = keep_where(ids, ids >= 0)  # no unknown token: dropped, as in HF
         return words.with_flat_values(tf.gather(ids, index)).merge_dims(1, 2)
 
     def words(self, text: tf.Tensor) -> tf.RaggedTensor:
@@ -172,7 +172,7 @@ class ByteLevelBpeTokenizer(TemplatedTokenizer):
             tf.strings.regex_replace(parts.flat_values, _PIECES, CUT + b"\\0"), sep=CUT
         )
         pieces = parts.with_flat_values(pieces).merge_dims(1, 2)
-        return tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)
+        return keep_where(pieces, tf.strings.length(pieces) > 0)
 
     def _merge(self, byte_rows: tf.RaggedTensor) -> tf.RaggedTensor:
         """Applies the BPE merges to each word, its bytes mapped to characters first.

@@ -132,7 +132,7 @@ class GraphTokenizer(TemplatedTokenizer):
         """Normalizes and pre-tokenizes a batch of strings into words `[batch, (words)]`."""
         text = tf.strings.regex_replace(self.normalize(text), self._punctuation, r" \0 ")
         words = tf.strings.split(text, sep=" ")
-        return tf.ragged.boolean_mask(words, tf.strings.length(words) > 0)
+        return keep_where(words, tf.strings.length(words) > 0)
 
     def wordpiece_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
         """Tokenizes a batch of strings into WordPiece ids `[batch, (tokens)]`."""
@@ -194,7 +194,24 @@ class GraphTokenizer(TemplatedTokenizer):
         # A word that is too long or has no match is a single [UNK], as in Hugging Face.
         unknown = tf.where(tf.range(tf.shape(steps)[1]) == 0, tables.unk_id, -1)
         steps = tf.where(failed[:, None], unknown[None, :], steps)
-        return tf.ragged.boolean_mask(steps, steps >= 0)
+        return keep_where(steps, steps >= 0)
+
+
+def keep_where(values, mask: tf.Tensor) -> tf.RaggedTensor:
+    """The items of each row where `mask` holds, `[rows, (items)]`.
+
+    `values` is a 2-D tensor or ragged tensor and `mask` has its shape. This is
+    `tf.ragged.boolean_mask` in a few ops: at one text a call, those ops' overhead is
+    much of a tokenizer's time.
+    """
+    if isinstance(values, tf.RaggedTensor):
+        lengths = tf.math.unsorted_segment_sum(
+            tf.cast(mask.values, tf.int64), values.value_rowids(), values.nrows()
+        )
+        values, mask = values.values, mask.values
+    else:
+        lengths = tf.reduce_sum(tf.cast(mask, tf.int64), axis=1)
+    return tf.RaggedTensor.from_row_lengths(tf.boolean_mask(values, mask), lengths, validate=False)
 
 
 def character_table(mapped: dict[str, str]) -> tf.lookup.StaticHashTable:
@@ -246,4 +263,4 @@ def _truncate_longest_first(first, second, budget):
 
 def _head(ragged: tf.RaggedTensor, keep: tf.Tensor) -> tf.RaggedTensor:
     positions = tf.ragged.range(tf.cast(ragged.row_lengths(), tf.int32))
-    return tf.ragged.boolean_mask(ragged, positions < keep[:, None])
+    return keep_where(ragged, positions < keep[:, None])

@@ -25,6 +25,7 @@ from tf_finetune.export.byte_level_bpe import CUT, WHITESPACE
 from tf_finetune.export.graph_tokenizer import (
     TemplatedTokenizer,
     character_table,
+    keep_where,
     map_characters,
 )
 from tf_finetune.export.tokenizer_tables import (
@@ -191,7 +192,7 @@ class UnigramTokenizer(TemplatedTokenizer):
             text = tf.where(bare, mark + text, text)
         marked = tf.strings.regex_replace(text, re.escape(mark), CUT + mark.encode())
         words = tf.strings.split(marked, sep=CUT)
-        return tf.ragged.boolean_mask(words, tf.strings.length(words) > 0)
+        return keep_where(words, tf.strings.length(words) > 0)
 
     def _viterbi(self, words: tf.Tensor) -> tf.RaggedTensor:
         """The best-scoring segmentation of each word into pieces, as ids `[words, (ids)]`."""
@@ -199,47 +200,53 @@ class UnigramTokenizer(TemplatedTokenizer):
         lengths = tf.cast(codes.row_lengths(), tf.int32)
         ends = tf.expand_dims(tf.strings.length(words), 1)
         bounds = tf.concat([tf.cast(starts, tf.int32), ends], 1).to_tensor(default_value=0)
-        count, width = tf.shape(words)[0], tf.reduce_max(tf.concat([lengths, [0]], 0))
-        longest = tf.minimum(self._longest, tf.maximum(width, 1))
-        k = tf.range(longest, 0, -1)  # piece lengths, longest first: ties keep it
-        repeated = tf.tile(words[:, None], [1, longest])
-        minus_inf = tf.constant(-float("inf"), tf.float64)
+        width = tf.reduce_max(tf.concat([lengths, [0]], 0))
+        k = tf.range(tf.minimum(self._longest, tf.maximum(width, 1)), 0, -1)  # longest first
+        # Every candidate piece at once: the one of k characters ending at each character.
+        end = tf.range(1, width + 1)
+        start = end[:, None] - k[None, :]  # [ends, K]
+        valid = (start >= 0)[None] & (end[None, :, None] <= lengths[:, None, None])
+        at = tf.cast(
+            tf.where(valid), tf.int32
+        )  # only these are looked up: [candidates, (word, end, K)]
+        first = tf.gather_nd(bounds, tf.stack([at[:, 0], tf.gather_nd(start, at[:, 1:])], 1))
+        last = tf.gather_nd(bounds, tf.stack([at[:, 0], tf.gather(end, at[:, 1])], 1))
+        found = self._ids.lookup(tf.strings.substr(tf.gather(words, at[:, 0]), first, last - first))
+        ids = tf.scatter_nd(at, found + 1, tf.shape(valid)) - 1  # else -1
+        score = tf.where(ids >= 0, tf.gather(self._scores, tf.maximum(ids, 0)), -float("inf"))
+        # A character no single piece covers is <unk>.
+        unknown = tf.equal(k, 1) & valid & (ids < 0)
+        score = tf.where(unknown, tf.constant(self._unk_score, tf.float64), score)
+        ids = tf.where(unknown, self._tables.unk_id, ids)
+        score = tf.transpose(score, [1, 2, 0])  # [ends, K, words]
+        before = tf.maximum(start, 0)
 
-        def step(end, best, back, chosen):
-            start = end - k  # [K]
-            valid = (start[None, :] >= 0) & (end <= lengths)[:, None]
-            first = tf.gather(bounds, tf.maximum(start, 0), axis=1)
-            last = tf.gather(bounds, tf.fill([1], end), axis=1)
-            size = tf.where(valid, last - first, 0)
-            ids = tf.where(valid, self._ids.lookup(tf.strings.substr(repeated, first, size)), -1)
-            score = tf.where(ids >= 0, tf.gather(self._scores, tf.maximum(ids, 0)), minus_inf)
-            # A character no single piece covers is <unk>.
-            unknown = tf.equal(k, 1)[None, :] & valid & (ids < 0)
-            score = tf.where(unknown, tf.constant(self._unk_score, tf.float64), score)
-            total = tf.transpose(tf.gather(best, tf.maximum(start, 0))) + score  # [words, K]
-            choice = tf.argmax(total, axis=1, output_type=tf.int32)
-            best = tf.tensor_scatter_nd_update(best, [[end]], [tf.reduce_max(total, axis=1)])
-            back = back.write(end, tf.gather(k, choice))
-            piece = tf.gather(tf.where(unknown, self._tables.unk_id, ids), choice, batch_dims=1)
-            return end + 1, best, back, chosen.write(end, piece)
+        def step(e, best, choices):
+            total = best.gather(before[e]) + score[e]  # [K, words]
+            choices = choices.write(e + 1, tf.argmax(total, axis=0, output_type=tf.int32))
+            return e + 1, best.write(e + 1, tf.reduce_max(total, axis=0)), choices
 
-        best = tf.zeros([width + 1, count], tf.float64)  # row e: best score up to char e
-        back = tf.TensorArray(tf.int32, size=width + 1).write(0, tf.zeros([count], tf.int32))
-        chosen = tf.TensorArray(tf.int32, size=width + 1).write(0, tf.zeros([count], tf.int32))
-        _, _, back, chosen = tf.while_loop(
-            lambda end, *_: end <= width, step, (1, best, back, chosen)
-        )
-        # [words, width + 1]: the length and id of the best path's last piece up to each char
-        return self._backtrack(tf.transpose(back.stack()), tf.transpose(chosen.stack()), lengths)
+        count = tf.shape(words)[0]
+        best = tf.TensorArray(tf.float64, size=width + 1, element_shape=[None])
+        best = best.write(0, tf.zeros([count], tf.float64))  # row e: best score up to char e
+        # Row 0 is padding, so that no words still stack.
+        choices = tf.TensorArray(tf.int32, size=width + 1).write(0, tf.zeros([count], tf.int32))
+        _, _, choices = tf.while_loop(lambda e, *_: e < width, step, (0, best, choices))
+        choice = tf.transpose(choices.stack())[:, 1:, None]
+        # [words, ends]: the length and id of the best path's last piece up to each char
+        last_length = tf.gather(k, choice[:, :, 0])
+        last_id = tf.gather(ids, choice, batch_dims=2)[:, :, 0]
+        return self._backtrack(last_length, last_id, lengths)
 
     def _backtrack(self, back, chosen, lengths):
         """Follows the best path back from each word's end; fuses consecutive <unk>."""
 
         def step(position, out):
             active = position > 0
-            piece = tf.gather(chosen, tf.maximum(position, 0), batch_dims=1)
+            at = tf.maximum(position - 1, 0)[:, None]
+            piece = tf.gather(chosen, at, batch_dims=1)[:, 0]
             out = out.write(out.size(), tf.where(active, piece, -1))
-            length = tf.gather(back, tf.maximum(position, 0), batch_dims=1)
+            length = tf.gather(back, at, batch_dims=1)[:, 0]
             return tf.where(active, position - length, position), out
 
         count = tf.shape(lengths)[0]
@@ -248,11 +255,10 @@ class UnigramTokenizer(TemplatedTokenizer):
             lambda position, out: tf.reduce_any(position > 0), step, (lengths, out)
         )
         steps = tf.reverse(tf.transpose(out.stack()), [1])  # [words, steps], path in order
-        ids = tf.ragged.boolean_mask(steps, steps >= 0)
         # Consecutive <unk> pieces are one <unk>, as with the tokenizers library's fuse_unk.
-        unk = tf.equal(ids, self._tables.unk_id)
+        unk = tf.equal(steps, self._tables.unk_id)
         repeated = unk & tf.concat([tf.zeros_like(unk[:, :1]), unk[:, :-1]], axis=1)
-        return tf.ragged.boolean_mask(ids, ~repeated)
+        return keep_where(steps, (steps >= 0) & ~repeated)
 
 
 def _rewrite(replacement: str) -> str:
