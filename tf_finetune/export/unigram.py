@@ -1,16 +1,16 @@
 """SentencePiece Unigram (ALBERT, XLM-RoBERTa, ...) inside the TensorFlow graph, core ops only.
 
-    text -> string replacements (regex) -> per-character map (table), read off the
-         normalizer one code point at a time -> strip, collapse spaces (regex)
+    text -> string replacements (regex) -> per-character maps (tables), read off the
+         normalizer one code point at a time; SentencePiece's charsmap grapheme by
+         grapheme (`charsmap`) -> strip, collapse spaces (regex)
          -> Metaspace: spaces as "▁", "▁" before the text, a word at each "▁"
          -> Viterbi over the pieces' scores (the best-scoring segmentation of each
             word; a character no piece covers is <unk>, consecutive ones fused)
          -> truncate -> the post-processor's special tokens
 
-The per-character map reproduces normalizers that act on one character at a time
-(NFKD, NFD, accent stripping, lower-casing, and the SentencePiece charsmap for single
-characters). The charsmap's rules for character sequences (a letter and a combining
-mark composed into one character, ...) are not reproduced: texts with them can differ.
+The per-character maps reproduce normalizers that act on one character at a time
+(NFKD, NFD, accent stripping, lower-casing); NFKD's reordering of combining marks is
+not reproduced (ALBERT strips the marks it would reorder).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 
 import tensorflow as tf
 
+from tf_finetune.export import charsmap
 from tf_finetune.export.byte_level_bpe import CUT, WHITESPACE
 from tf_finetune.export.graph_tokenizer import (
     TemplatedTokenizer,
@@ -45,7 +46,9 @@ class UnigramTables:
     """Everything the graph needs, read off a SentencePiece Unigram fast tokenizer."""
 
     before: list[tuple[str, str]]  # (RE2 pattern, replacement) before the map
-    mapped: dict[str, str]  # characters the normalizer changes, alone
+    ahead: dict[str, str]  # characters the steps before the charsmap change, alone
+    mapped: dict[str, str]  # characters the charsmap and the steps after it change, alone
+    clusters: dict[str, str] | None  # the charsmap's keys for short graphemes, if it has one
     after: list[tuple[str, str]]  # (RE2 pattern, replacement) after the map
     replacement: str
     prepend: bool
@@ -67,6 +70,10 @@ def read_tables(tokenizer, spec: dict) -> UnigramTables:
         pre = pre["pretokenizers"][0]  # DeBERTa-v2 wraps its Metaspace
     missing = []
     before, per_character, after = _normalizer_stages(spec.get("normalizer"), missing)
+    kinds = [step["type"] for step in per_character]
+    split = kinds.index("Precompiled") if "Precompiled" in kinds else len(kinds)
+    if kinds.count("Precompiled") > 1:
+        missing.append("more than one Precompiled normalizer")
     if pre.get("type") != "Metaspace" or not pre.get("split", True):
         missing.append(f"the {pre.get('type')} pre-tokenizer (only Metaspace)")
     if pre.get("prepend_scheme", "always") not in ("always", "never"):
@@ -86,7 +93,9 @@ def read_tables(tokenizer, spec: dict) -> UnigramTables:
     pieces = [piece for piece, _ in model["vocab"]]
     return UnigramTables(
         before=before,
-        mapped=_per_character_map(spec, per_character),
+        ahead=_per_character_map(spec, per_character[:split]),
+        mapped=_per_character_map(spec, per_character[split:]),
+        clusters=_cluster_keys(spec, per_character[split:]),
         after=after,
         replacement=pre.get("replacement", "▁"),
         prepend=pre.get("prepend_scheme", "always") == "always",
@@ -143,6 +152,20 @@ def _per_character_map(spec: dict, steps: list[dict]) -> dict[str, str]:
     return normalized_alone(normalizer, settings)
 
 
+def _cluster_keys(spec: dict, steps: list[dict]) -> dict[str, str] | None:
+    """The charsmap's keys for short graphemes, valued after the steps behind it."""
+    if not steps:
+        return None
+    keys = charsmap.trie_keys(steps[0]["precompiled_charsmap"])
+    if len(steps) == 1:
+        return keys
+    from tokenizers import Tokenizer
+
+    settings = {"type": "Sequence", "normalizers": steps[1:]}
+    behind = Tokenizer.from_str(json.dumps(dict(spec, normalizer=settings))).normalizer
+    return {key: behind.normalize_str(value) for key, value in keys.items()}
+
+
 class UnigramTokenizer(TemplatedTokenizer):
     """Tokenizes batches of strings as a SentencePiece Unigram fast tokenizer does.
 
@@ -154,7 +177,11 @@ class UnigramTokenizer(TemplatedTokenizer):
     def __init__(self, tables: UnigramTables, max_length: int):
         super().__init__(tables.template, tables.pad_id, max_length)
         self._tables = tables
-        self._char_map = character_table(tables.mapped)
+        self._ahead = character_table(tables.ahead)
+        if tables.clusters is None:
+            self._char_map = character_table(tables.mapped)
+        else:
+            self._charsmap = charsmap.GraphemeCharsmap(tables.mapped, tables.clusters)
         ids = {piece: index for index, piece in enumerate(tables.pieces)}  # the last wins, as in HF
         self._ids = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
@@ -177,7 +204,11 @@ class UnigramTokenizer(TemplatedTokenizer):
         """Applies the normalizer's stages to a batch of strings."""
         for pattern, replacement in self._tables.before:
             text = tf.strings.regex_replace(text, pattern, _rewrite(replacement))
-        if self._tables.mapped:
+        if self._tables.ahead:
+            text = map_characters(self._ahead, text)
+        if self._tables.clusters is not None:
+            text = self._charsmap(text)
+        elif self._tables.mapped:
             text = map_characters(self._char_map, text)
         for pattern, replacement in self._tables.after:
             text = tf.strings.regex_replace(text, pattern, _rewrite(replacement))
