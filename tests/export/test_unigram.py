@@ -134,6 +134,28 @@ def test_an_albert_fit_exports_raw_text_that_predicts_as_the_model(tmp_path):
     np.testing.assert_allclose(fresh, expected, atol=1e-5)
 
 
+def test_byte_fallback_spells_unknown_characters_in_bytes(sentencepiece_model):
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    xlmr = fast_tokenizer("XLMRobertaTokenizerFast", sentencepiece_model)
+    spec = json.loads(xlmr.backend_tokenizer.to_str())
+    spec["model"]["byte_fallback"] = True
+    spec["model"]["vocab"] += [[f"<0x{byte:02X}>", -20.0] for byte in range(256)]
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)), pad_token="<pad>"
+    )
+    graph = unigram.UnigramTokenizer(unigram.read_tables(tokenizer, spec), 512)
+    snowmen = graph_ids(graph, ["☃☃ x"])[0]
+    assert tokenizer.convert_ids_to_tokens(snowmen[2:8]) == ["<0xE2>", "<0x98>", "<0x83>"] * 2
+    texts = EDGE_CASES + SPACES + MORE + GRAPHEMES + ["<0x41> is a piece", "a\x00b"]
+    assert mismatched(graph, tokenizer, texts, 512) == []
+
+    del spec["model"]["vocab"][-1]  # no <0xFF>
+    with pytest.raises(unigram.UnsupportedTokenizer, match=r"without all 256 <0xXX> pieces"):
+        unigram.read_tables(tokenizer, spec)
+
+
 def test_parts_it_does_not_reproduce_are_named(sentencepiece_model):
     tokenizer = fast_tokenizer("XLMRobertaTokenizerFast", sentencepiece_model)
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
@@ -141,9 +163,8 @@ def test_parts_it_does_not_reproduce_are_named(sentencepiece_model):
     spec["normalizer"]["normalizers"].insert(
         0, {"type": "Replace", "pattern": {"Regex": "a(?=b)"}, "content": ""}
     )
-    spec["model"]["byte_fallback"] = True
     with pytest.raises(unigram.UnsupportedTokenizer) as error:
         unigram.read_tables(tokenizer, spec)
     message = str(error.value)
-    assert "the NFKC normalizer" in message and "Unigram byte_fallback" in message
+    assert "the NFKC normalizer" in message
     assert "'a(?=b)' (not RE2 syntax)" in message

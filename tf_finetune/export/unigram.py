@@ -55,6 +55,7 @@ class UnigramTables:
     pieces: list[str]
     scores: list[float]
     unk_id: int
+    byte_pieces: list[int] | None  # with byte fallback: the id of "<0x00>" ... "<0xFF>"
     template: Template
     pad_id: int
 
@@ -78,8 +79,12 @@ def read_tables(tokenizer, spec: dict) -> UnigramTables:
         missing.append(f"the {pre.get('type')} pre-tokenizer (only Metaspace)")
     if pre.get("prepend_scheme", "always") not in ("always", "never"):
         missing.append(f"Metaspace prepend_scheme={pre.get('prepend_scheme')!r}")
+    byte_pieces = None
     if model.get("byte_fallback"):
-        missing.append("Unigram byte_fallback")
+        ids = {piece: index for index, (piece, _) in enumerate(model["vocab"])}
+        byte_pieces = [ids.get(f"<0x{byte:02X}>") for byte in range(256)]
+        if None in byte_pieces:
+            missing.append("Unigram byte_fallback without all 256 <0xXX> pieces")
     added = unmatched_added_tokens(spec)
     if added:
         missing.append(added)
@@ -102,6 +107,7 @@ def read_tables(tokenizer, spec: dict) -> UnigramTables:
         pieces=pieces,
         scores=[float(score) for _, score in model["vocab"]],
         unk_id=model["unk_id"],
+        byte_pieces=byte_pieces,
         template=read_template(tokenizer),
         pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
     )
@@ -192,6 +198,15 @@ class UnigramTokenizer(TemplatedTokenizer):
         self._scores = tf.constant(tables.scores, tf.float64)
         self._unk_score = min(tables.scores) - _UNK_PENALTY
         self._longest = max(len(piece) for piece in tables.pieces)
+        self._bytes = None
+        if tables.byte_pieces:  # byte b -> the id of the piece "<0xBB>"
+            self._bytes = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    tf.constant([bytes([b]) for b in range(256)]),
+                    tf.constant(tables.byte_pieces, tf.int32),
+                ),
+                default_value=tables.unk_id,
+            )
 
     def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
         """Tokenizes a batch of strings into ids `[batch, (tokens)]`."""
@@ -267,29 +282,51 @@ class UnigramTokenizer(TemplatedTokenizer):
         # [words, ends]: the length and id of the best path's last piece up to each char
         last_length = tf.gather(k, choice[:, :, 0])
         last_id = tf.gather(ids, choice, batch_dims=2)[:, :, 0]
-        return self._backtrack(last_length, last_id, lengths)
+        steps, ends = self._backtrack(last_length, last_id, lengths)
+        unknown = tf.equal(steps, self._tables.unk_id)
+        if self._bytes is not None:
+            return self._fall_back_to_bytes(words, bounds, steps, ends, unknown)
+        # Consecutive <unk> pieces are one <unk>, as with the tokenizers library's fuse_unk.
+        repeated = unknown & tf.concat([tf.zeros_like(unknown[:, :1]), unknown[:, :-1]], axis=1)
+        return keep_where(steps, (steps >= 0) & ~repeated)
 
     def _backtrack(self, back, chosen, lengths):
-        """Follows the best path back from each word's end; fuses consecutive <unk>."""
+        """Follows the best path back from each word's end.
 
-        def step(position, out):
+        Returns:
+            The path's pieces in order and the character each ends at, `[words, steps]`
+            each, with -1 before a path shorter than the longest.
+        """
+
+        def step(position, pieces, ends):
             active = position > 0
             at = tf.maximum(position - 1, 0)[:, None]
             piece = tf.gather(chosen, at, batch_dims=1)[:, 0]
-            out = out.write(out.size(), tf.where(active, piece, -1))
+            pieces = pieces.write(pieces.size(), tf.where(active, piece, -1))
+            ends = ends.write(ends.size(), tf.where(active, position, -1))
             length = tf.gather(back, at, batch_dims=1)[:, 0]
-            return tf.where(active, position - length, position), out
+            return tf.where(active, position - length, position), pieces, ends
 
-        count = tf.shape(lengths)[0]
-        out = tf.TensorArray(tf.int32, size=0, dynamic_size=True).write(0, tf.fill([count], -1))
-        _, out = tf.while_loop(
-            lambda position, out: tf.reduce_any(position > 0), step, (lengths, out)
+        none = tf.fill(tf.shape(lengths), -1)  # a first row keeps the stack well-shaped
+        pieces, ends = (
+            tf.TensorArray(tf.int32, size=0, dynamic_size=True).write(0, none) for _ in "ab"
         )
-        steps = tf.reverse(tf.transpose(out.stack()), [1])  # [words, steps], path in order
-        # Consecutive <unk> pieces are one <unk>, as with the tokenizers library's fuse_unk.
-        unk = tf.equal(steps, self._tables.unk_id)
-        repeated = unk & tf.concat([tf.zeros_like(unk[:, :1]), unk[:, :-1]], axis=1)
-        return keep_where(steps, (steps >= 0) & ~repeated)
+        _, pieces, ends = tf.while_loop(
+            lambda position, *_: tf.reduce_any(position > 0), step, (lengths, pieces, ends)
+        )
+        return (tf.reverse(tf.transpose(array.stack()), [1]) for array in (pieces, ends))
+
+    def _fall_back_to_bytes(self, words, bounds, steps, ends, unknown):
+        """Each <unk> character as the pieces of its UTF-8 bytes, `<0xE2> <0x98> <0x83>`."""
+        pieces = keep_where(steps, steps >= 0)
+        unknown, ends = (keep_where(t, steps >= 0).values for t in (unknown, ends))
+        word = tf.cast(pieces.value_rowids(), tf.int32)
+        first = tf.gather_nd(bounds, tf.stack([word, ends - 1], 1))
+        last = tf.gather_nd(bounds, tf.stack([word, ends], 1))
+        chars = tf.strings.substr(tf.gather(words, word), first, tf.where(unknown, last - first, 0))
+        as_bytes = tf.ragged.map_flat_values(self._bytes.lookup, tf.strings.bytes_split(chars))
+        known = keep_where(pieces.values[:, None], ~unknown[:, None])
+        return pieces.with_values(tf.concat([known, as_bytes], axis=1)).merge_dims(1, 2)
 
 
 def _rewrite(replacement: str) -> str:
