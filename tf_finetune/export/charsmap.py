@@ -114,12 +114,19 @@ class GraphemeCharsmap(tf.Module):
         chars = tf.strings.unicode_encode(codes.values[:, None], "UTF-8")
         out = self._chars.lookup(chars)
         out = tf.where(tf.equal(out, _NOT_FOUND), chars, out)
-        out = self._replace_short_clusters(codes, chars, out)
-        return tf.strings.reduce_join(codes.with_flat_values(out), axis=-1)
-
-    def _replace_short_clusters(self, codes, chars, out):
         flat = codes.values
         kind = tf.gather(self._classes, tf.searchsorted(self._starts, flat, side="right") - 1)
+        # Only a CR, a Hangul jamo or syllable, or a mark can join a cluster: most texts
+        # have none, and skip the rest.
+        out = tf.cond(
+            tf.reduce_any((kind >= EXTEND) | tf.equal(kind, CR)),
+            lambda: self._replace_short_clusters(codes, kind, chars, out),
+            lambda: out,
+        )
+        return tf.strings.reduce_join(codes.with_flat_values(out), axis=-1)
+
+    def _replace_short_clusters(self, codes, kind, chars, out):
+        flat = codes.values
         rows = codes.value_rowids()
         starts = tf.concat([[True], rows[1:] != rows[:-1]], 0) | ~_joined(
             tf.concat([[CONTROL], kind[:-1]], 0), kind
