@@ -6,12 +6,16 @@ loads through the same `from_pretrained` path as a real checkpoint.
 """
 
 import os
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+# Runs tokenize into a cache of the suite's own, never the user's (one per process:
+# tests that count cache hits start from an empty one).
+os.environ["TF_FINETUNE_CACHE"] = tempfile.mkdtemp(prefix="tf_finetune-cache-")
 
 import csv
 import random

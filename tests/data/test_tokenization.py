@@ -28,7 +28,11 @@ def test_auto_is_the_longest_training_text(tokenizer):
     assert tokens.max_length == 8 and tokens.longest_train == 8
     assert [len(ids) for ids in tokens.splits["train"]["input_ids"][:]] == [4, 8]
     assert tokens.input_names == ["input_ids", "token_type_ids", "attention_mask"]
-    assert set(tokens.splits["train"].column_names) == {"labels", *tokens.input_names}
+    # Stored compactly; the attention mask is made per batch from the lengths.
+    features = tokens.splits["train"].features
+    assert set(features) == {"labels", "input_ids", "token_type_ids"}
+    assert features["input_ids"].feature.dtype == "int32"
+    assert features["token_type_ids"].feature.dtype == "int8"
 
 
 def test_auto_is_capped_at_the_model_limit_and_counts_truncation(tokenizer):
@@ -84,3 +88,35 @@ def test_an_empty_text_is_kept_as_the_special_tokens_alone(tokenizer):
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     assert tokens.splits["train"]["input_ids"][0] == [cls, sep]
     assert len(tokens.splits["train"]) == 2
+
+
+def test_one_pass_cuts_pairs_as_hugging_face_does(tokenizer):
+    texts = ["the film was very dull and boring", "good", "a b c d e f g h i j k l"]
+    pairs = ["bad plot", "the acting was lovely and very fine indeed", "x y"]
+    for max_length in (6, 9, 64):
+        tokens = tokenize(splits(texts, pairs), tokenizer, max_length, "dynamic", limit=64)
+        expected = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+        for name in ("input_ids", "token_type_ids"):
+            assert tokens.splits["train"][name][:] == expected[name]
+        longer = sum(len(ids) > max_length for ids in tokenizer(texts, pairs)["input_ids"])
+        assert tokens.truncated_train == longer
+
+
+def test_a_second_run_reads_the_tokens_from_the_cache(tokenizer, tmp_path):
+    data = splits(["good film", "the film was very dull ."])
+    first = tokenize(data, tokenizer, "auto", "dynamic", limit=64, cache_dir=tmp_path)
+    assert first.cached == 1 and len(list(tmp_path.glob("*.arrow"))) == 1  # validation is train
+    again = tokenize(data, tokenizer, "auto", "dynamic", limit=64, cache_dir=tmp_path)
+    assert again.cached == 2
+    assert again.splits["train"]["input_ids"][:] == first.splits["train"]["input_ids"][:]
+    assert (again.max_length, again.longest_train) == (first.max_length, first.longest_train)
+
+    # What decides the tokens names the file: other texts, labels or a cut miss it.
+    # (Validation is train's copy here, so it finds the file train has just written.)
+    changed = splits(["good film", "the film was very dull !"])
+    relabelled = datasets.DatasetDict(
+        {name: split.map(lambda row: {"labels": 1}) for name, split in data.items()}
+    )
+    for other, max_length in ((changed, "auto"), (relabelled, "auto"), (data, 5)):
+        assert tokenize(other, tokenizer, max_length, "dynamic", 64, tmp_path).cached == 1
+    assert len(list(tmp_path.glob("*.arrow"))) == 4

@@ -142,7 +142,7 @@ def pad_values(tokenizer) -> dict[str, int]:
 
 def example_lengths(split: datasets.Dataset) -> np.ndarray:
     """Returns the real (unpadded) token count of each example of a tokenized split."""
-    if "attention_mask" not in split.column_names:
+    if "attention_mask" not in split.column_names:  # unpadded: each row is its tokens
         return _list_column(split, "input_ids")[1]
     return _mask_sums(*_list_column(split, "attention_mask"))
 
@@ -155,7 +155,8 @@ def _mask_sums(masks: np.ndarray, row_lengths: np.ndarray) -> np.ndarray:
 def _list_column(split: datasets.Dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Returns a column of token lists as flat values and row lengths, read from Arrow.
 
-    Going through Python lists would cost about 30 bytes per token.
+    The values keep their stored type (int32 ids, int8 token types): one copy, out of
+    the memory-mapped file. Going through Python lists would cost about 30 bytes a token.
     """
     column = split.with_format("arrow")[name].combine_chunks()
     return column.flatten().to_numpy(), column.value_lengths().to_numpy().astype(np.int64)
@@ -172,8 +173,13 @@ def fingerprint(split: datasets.Dataset) -> str:
         if name == "labels":
             digest.update(np.asarray(split["labels"][:], np.int64).tobytes())
         elif name == "input_ids":
-            for array in _list_column(split, name):
-                digest.update(np.ascontiguousarray(array).tobytes())
+            # Chunk by chunk, so that no copy of the whole column is made: the same
+            # bytes as the flat ids as int64 followed by the row lengths.
+            chunks = split.with_format("arrow")[name].chunks
+            for chunk in chunks:
+                digest.update(chunk.flatten().to_numpy().astype(np.int64).tobytes())
+            for chunk in chunks:
+                digest.update(chunk.value_lengths().to_numpy().astype(np.int64).tobytes())
     return digest.hexdigest()
 
 
@@ -269,51 +275,65 @@ def grouped_batches(
         for plan, plan_widths in zip(plans, widths, strict=True)
     ]
     labels = np.asarray(split["labels"][:], np.int64)
-    dataset = _padded_dataset(raw, labels, pad_values, plans, widths, first_step)
+    dataset = _padded_dataset(
+        raw, lengths, labels, input_names, pad_values, plans, widths, first_step
+    )
     order = np.concatenate(plans[0]) if seed is None else None
     return Batches(dataset=dataset, steps=len(plans[0]), epoch_padding=stats, order=order)
 
 
 def _token_columns(split: datasets.Dataset, input_names: list[str]):
-    """Reads each token column from Arrow once; returns them and the examples' lengths.
+    """Reads each stored token column from Arrow once; returns them and the lengths.
+
+    An `attention_mask` the split does not store is made per batch from the lengths.
 
     Raises:
         ValueError: A column is padded (its rows are longer than the attention mask).
     """
-    raw = {name: _list_column(split, name) for name in input_names}
+    stored = [name for name in input_names if name in split.column_names]
+    raw = {name: _list_column(split, name) for name in stored}
     if "attention_mask" in raw:
-        lengths = _mask_sums(*raw["attention_mask"])
+        lengths = _mask_sums(*raw.pop("attention_mask"))
     else:
-        lengths = example_lengths(split)
+        lengths = raw["input_ids"][1]
     for name, (_, row_lengths) in raw.items():
         if not np.array_equal(row_lengths, lengths):
             raise ValueError(f"Column {name!r} is padded; grouped batching needs unpadded tokens.")
     return raw, lengths
 
 
-def _padded_dataset(raw, labels, pad_values, plans, widths, first_step) -> tf.data.Dataset:
+def _padded_dataset(raw, lengths, labels, input_names, pad_values, plans, widths, first_step):
     """The planned batches, every epoch back to back, each gathered and padded in the graph."""
     all_batches = list(itertools.chain.from_iterable(plans))
     indices = tf.RaggedTensor.from_row_lengths(
         np.concatenate(all_batches).astype(np.int64), [len(b) for b in all_batches]
     )
     all_widths = tf.constant(list(itertools.chain.from_iterable(widths)), tf.int32)
+    # Held once, in the stored types: 4 bytes a token id, 1 a token type.
     columns = {
-        name: tf.RaggedTensor.from_row_lengths(values.astype(np.int32), row_lengths)
+        name: tf.RaggedTensor.from_row_lengths(values, row_lengths)
         for name, (values, row_lengths) in raw.items()
     }
+    lengths = tf.constant(lengths, tf.int32)
     labels = tf.constant(labels)
 
     @tf.autograph.experimental.do_not_convert
     def gather_and_pad(batch, width):
         shape = tf.stack([tf.size(batch), width])
         features = {
-            name: tf.gather(column, batch).to_tensor(
-                default_value=pad_values.get(name, 0), shape=shape
+            name: tf.cast(
+                tf.gather(column, batch).to_tensor(
+                    default_value=tf.cast(pad_values.get(name, 0), column.dtype), shape=shape
+                ),
+                tf.int32,
             )
             for name, column in columns.items()
         }
-        return features, tf.gather(labels, batch)
+        if "attention_mask" in input_names:
+            features["attention_mask"] = tf.sequence_mask(
+                tf.gather(lengths, batch), width, dtype=tf.int32
+            )
+        return {name: features[name] for name in input_names}, tf.gather(labels, batch)
 
     dataset = (
         tf.data.Dataset.from_tensor_slices((indices, all_widths))

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import os
+from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow
+import pyarrow.ipc
 
 from tf_finetune.errors import ModelError, first_line
 
@@ -16,6 +22,7 @@ logger = logging.getLogger(__name__)
 _NO_LIMIT = 1_000_000
 _FALLBACK_LIMIT = 512
 _TEXT_COLUMNS = ("text", "text_pair")
+_CACHE_FORMAT = "tf_finetune tokens 1"  # change it when what a cached split holds changes
 
 
 @dataclasses.dataclass
@@ -23,12 +30,17 @@ class TokenizedData:
     """Tokenized splits and how they were made.
 
     Attributes:
-        splits: The splits with the tokenizer's model inputs and `labels`.
+        splits: The splits with `labels` and the model inputs the tokenizer makes:
+            `input_ids` (int32) and `token_type_ids` (int8) where the model takes them,
+            unpadded; the attention mask is left to the batches, which know each
+            example's length. With `padding="max_length"` every input is padded to
+            `max_length` and `attention_mask` is stored too (the tutorial's recipe).
         input_names: The model input columns, in the tokenizer's order.
         max_length: Tokens per example after truncation.
         longest_train: Tokens in the longest training example, before truncation to
             `max_length` (capped at the model's limit).
         truncated_train: Training examples cut to `max_length`.
+        cached: Splits read from the token cache rather than tokenized now.
     """
 
     splits: datasets.DatasetDict
@@ -36,6 +48,7 @@ class TokenizedData:
     max_length: int
     longest_train: int
     truncated_train: int
+    cached: int = 0
 
 
 def load_tokenizer(model_path: str):
@@ -63,6 +76,22 @@ def load_tokenizer(model_path: str):
     return tokenizer
 
 
+def cache_directory() -> Path | None:
+    """Where tokenized splits are kept between runs; None when caching is off.
+
+    `$TF_FINETUNE_CACHE/tokens`, else `$XDG_CACHE_HOME/tf_finetune/tokens` (by default
+    `~/.cache/tf_finetune/tokens`). `TF_FINETUNE_CACHE=off` turns it off. Each file is
+    one split tokenized one way; deleting the folder is always safe.
+    """
+    root = os.environ.get("TF_FINETUNE_CACHE")
+    if root == "off":
+        return None
+    if root is None:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root = Path(base) / "tf_finetune"
+    return Path(root) / "tokens"
+
+
 def length_limit(tokenizer, model_config) -> int:
     """Returns the most tokens the model accepts: the tokenizer's or the model's limit."""
     limit = tokenizer.model_max_length
@@ -77,46 +106,59 @@ def tokenize(
     max_length: int | str,
     padding: str,
     limit: int,
+    cache_dir: Path | None = None,
 ) -> TokenizedData:
-    """Tokenizes every split with truncation, through `Dataset.map(batched=True)`.
+    """Tokenizes every split once, in batches on every core, with truncation.
+
+    One pass gives the token ids and which examples were cut: it truncates one token
+    past the longest allowed, so an example that reaches that length was longer, and
+    re-tokenizes those few at the allowed length. `max_length="auto"` is then the
+    longest training example.
 
     Args:
         splits: Canonical splits (`text`, optional `text_pair`, `labels`).
-        tokenizer: A fast tokenizer.
+        tokenizer: A fast tokenizer (it encodes each batch on all cores).
         max_length: A token count, or "auto" for the longest training example.
-        padding: "max_length" pads every example to `max_length`; "dynamic" leaves
-            padding to the batch collator.
+        padding: "max_length" pads every example to `max_length`; otherwise padding is
+            left to the batches.
         limit: The model's length limit; `max_length` never exceeds it.
+        cache_dir: Where tokenized splits are kept, named by a digest of everything
+            that decides them (the split's texts and labels, the tokenizer, the length
+            cut). A rerun, a resume or another run of a comparison reads them back
+            instead of tokenizing. None tokenizes in memory.
     """
-    train_lengths = _lengths(splits["train"], tokenizer, limit)
-    longest = min(int(train_lengths.max()), limit)
-    if max_length == "auto":
-        max_length = longest
-    elif max_length > limit:
+    if max_length != "auto" and max_length > limit:
         logger.warning("max_length %d exceeds the model's limit; using %d.", max_length, limit)
         max_length = limit
-    truncated = int((train_lengths > max_length).sum())
+    keep = limit if max_length == "auto" else max_length
+    names = [n for n in ("input_ids", "token_type_ids") if n in tokenizer.model_input_names]
+    names = ["input_ids", *(n for n in names if n != "input_ids")]
+    encoded, cached = {}, 0
+    for name, split in splits.items():
+        encoded[name], hit = _encode(split, tokenizer, keep, names, cache_dir)
+        cached += hit
+    train = encoded["train"]
+    truncated = int(np.count_nonzero(train.with_format("numpy")["truncated"][:]))
+    longest = keep if truncated else int(_row_lengths(train).max(initial=0))
+    if max_length == "auto":
+        max_length = longest
     if truncated:
         logger.warning(
             "%d training examples are longer than %d tokens and are truncated.",
             truncated,
             max_length,
         )
-
-    has_pair = "text_pair" in splits["train"].column_names
-    pad = "max_length" if padding == "max_length" else False
-
-    def encode(batch):
-        pair = batch["text_pair"] if has_pair else None
-        return tokenizer(batch["text"], pair, truncation=True, max_length=max_length, padding=pad)
-
-    drop = [c for c in _TEXT_COLUMNS if c in splits["train"].column_names]
-    tokenized = splits.map(
-        encode, batched=True, remove_columns=drop, desc="Tokenizing", load_from_cache_file=False
+    tokenized = datasets.DatasetDict(
+        {name: split.remove_columns("truncated") for name, split in encoded.items()}
     )
-    input_names = [n for n in tokenizer.model_input_names if n in tokenized["train"].column_names]
+    if padding == "max_length":
+        tokenized = _pad(tokenized, tokenizer, max_length)
+    input_names = [n for n in tokenizer.model_input_names if n in names or n == "attention_mask"]
     logger.info(
-        "Tokenized with max_length %d (longest training example: %d tokens).", max_length, longest
+        "Tokenized with max_length %d (longest training example: %d tokens)%s.",
+        max_length,
+        longest,
+        f"; {cached} of {len(splits)} splits read from the cache" if cached else "",
     )
     return TokenizedData(
         splits=tokenized,
@@ -124,18 +166,99 @@ def tokenize(
         max_length=int(max_length),
         longest_train=longest,
         truncated_train=truncated,
+        cached=cached,
     )
 
 
-def _lengths(split: datasets.Dataset, tokenizer, limit: int) -> np.ndarray:
-    """Returns token counts of a split; anything over `limit` counts as `limit + 1`."""
-    pair = split["text_pair"][:] if "text_pair" in split.column_names else None
-    encoded = tokenizer(
-        split["text"][:],
-        pair,
-        truncation=True,
-        max_length=limit + 1,
-        return_attention_mask=False,
-        return_token_type_ids=False,
+def _encode(split, tokenizer, keep: int, names: list[str], cache_dir: Path | None):
+    """Tokenizes one split to at most `keep` tokens; flags the examples that were longer.
+
+    Returns:
+        The tokenized split, and whether it was read from the cache.
+    """
+    has_pair = "text_pair" in split.column_names
+    types = "token_type_ids" in names
+
+    def encode(batch):
+        texts, pairs = batch["text"], batch["text_pair"] if has_pair else None
+
+        def call(rows, length):
+            return tokenizer(
+                [texts[i] for i in rows],
+                [pairs[i] for i in rows] if has_pair else None,
+                truncation=True,
+                max_length=length,
+                return_attention_mask=False,
+                return_token_type_ids=types,
+            )
+
+        out = call(range(len(texts)), keep + 1)
+        over = [i for i, ids in enumerate(out["input_ids"]) if len(ids) > keep]
+        if over:  # longer than `keep`: cut again at `keep`
+            again = call(over, keep)
+            for name in names:
+                for row, values in zip(over, again[name], strict=True):
+                    out[name][row] = values
+        truncated = np.zeros(len(texts), bool)
+        truncated[over] = True
+        return {**{name: out[name] for name in names}, "truncated": truncated}
+
+    features = datasets.Features(
+        {
+            "labels": split.features["labels"],
+            "input_ids": datasets.Sequence(datasets.Value("int32")),
+            **({"token_type_ids": datasets.Sequence(datasets.Value("int8"))} if types else {}),
+            "truncated": datasets.Value("bool"),
+        }
     )
-    return np.array([len(ids) for ids in encoded["input_ids"]])
+    path = None
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        path = cache_dir / f"{_cache_key(split, tokenizer, keep, names)}.arrow"
+        if path.is_file():
+            return datasets.Dataset.from_file(str(path)), True
+    encoded = split.map(
+        encode,
+        batched=True,
+        batch_size=1000,
+        remove_columns=[c for c in _TEXT_COLUMNS if c in split.column_names],
+        features=features,
+        desc="Tokenizing",
+        cache_file_name=str(path) if path else None,
+        load_from_cache_file=False,
+        keep_in_memory=path is None,
+    )
+    return encoded, False
+
+
+def _cache_key(split: datasets.Dataset, tokenizer, keep: int, names: list[str]) -> str:
+    """A digest of everything a tokenized split depends on."""
+    digest = hashlib.sha256()
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    for state in ("truncation", "padding"):  # the last call's settings, not the tokenizer's
+        spec.pop(state, None)
+    digest.update(json.dumps([_CACHE_FORMAT, keep, names, spec], sort_keys=True).encode())
+    columns = [c for c in (*_TEXT_COLUMNS, "labels") if c in split.column_names]
+    for batch in split.select_columns(columns).with_format("arrow").iter(batch_size=65_536):
+        sink = pyarrow.BufferOutputStream()
+        with pyarrow.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_table(batch)  # only the rows' own bytes, whatever the slicing
+        digest.update(sink.getvalue())
+    return digest.hexdigest()[:32]
+
+
+def _row_lengths(split: datasets.Dataset) -> np.ndarray:
+    """Tokens of each example of a tokenized, unpadded split, read from Arrow."""
+    column = split.with_format("arrow")["input_ids"]
+    return np.concatenate(
+        [chunk.value_lengths().to_numpy() for chunk in column.chunks] or [np.zeros(0, np.int32)]
+    )
+
+
+def _pad(tokenized: datasets.DatasetDict, tokenizer, max_length: int) -> datasets.DatasetDict:
+    """Pads every example to `max_length` and adds its attention mask (the tutorial's recipe)."""
+
+    def pad(batch):
+        return tokenizer.pad(dict(batch), padding="max_length", max_length=max_length)
+
+    return tokenized.map(pad, batched=True, desc="Padding", keep_in_memory=True)
