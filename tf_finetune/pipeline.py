@@ -231,6 +231,12 @@ def load_inputs(config: FitConfig) -> Inputs:
         config.max_length,
         config.padding,
         tokenization.length_limit(tokenizer, model_config),
+        tokenization.cache_directory(),
+    )
+    # Later stages use the evaluation splits' texts only: the training texts go now.
+    train = data.splits["train"]
+    data.splits["train"] = train.remove_columns(
+        [c for c in ("text", "text_pair") if c in train.column_names]
     )
     return Inputs(
         data=data,

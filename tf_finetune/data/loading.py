@@ -14,6 +14,7 @@ from pathlib import Path
 
 import datasets
 import pyarrow
+import pyarrow.compute
 from sklearn.model_selection import train_test_split
 
 from tf_finetune.config import FitConfig
@@ -203,27 +204,38 @@ def _check_columns(raw: dict[str, _RawSplit], config: FitConfig) -> None:
 
 
 def _canonical(split: _RawSplit, config: FitConfig, names: list[str], ids: bool):
+    """The split as `text`, `text_pair` and `labels` columns, sharing the texts' Arrow data."""
     columns = {"text": _texts(split, config.text_column)}
     if config.text_pair_column:
         columns["text_pair"] = _texts(split, config.text_pair_column)
     label_source = f"{split.source}, column {config.label_column!r}"
-    columns["labels"] = labels.encode_labels(
-        split.dataset[config.label_column][:], names, label_source, ids
-    )
-    return datasets.Dataset.from_dict(columns)
+    encoded = labels.encode_labels(split.dataset[config.label_column][:], names, label_source, ids)
+    columns["labels"] = pyarrow.array(encoded, pyarrow.int64())
+    return datasets.Dataset(datasets.table.InMemoryTable(pyarrow.table(columns)))
 
 
-def _texts(split: _RawSplit, column: str) -> list[str]:
-    texts = split.dataset[column][:]
-    for row, text in enumerate(texts):
+def _texts(split: _RawSplit, column: str) -> pyarrow.ChunkedArray:
+    """A text column as Arrow strings, refusing missing cells; not copied when it is text."""
+    texts = split.dataset.with_format("arrow")[column]
+    if pyarrow.types.is_string(texts.type) or pyarrow.types.is_large_string(texts.type):
+        if texts.null_count:
+            row = pyarrow.compute.index(texts.is_null(), True).as_py()
+            raise DataError(_missing_text(split, column, row))
+        return texts
+    values = texts.to_pylist()
+    for row, text in enumerate(values):
         if text is None or (isinstance(text, float) and math.isnan(text)):
-            raise DataError(
-                f"{split.source}, data row {row + 1}: column {column!r} is missing. "
-                "Fill it in or remove the row."
-            )
+            raise DataError(_missing_text(split, column, row))
     # Numbers in a text column are text; empty strings are kept and tokenize to
     # the special tokens only.
-    return [t if isinstance(t, str) else str(t) for t in texts]
+    return pyarrow.chunked_array([pyarrow.array([str(t) for t in values], pyarrow.string())])
+
+
+def _missing_text(split: _RawSplit, column: str, row: int) -> str:
+    return (
+        f"{split.source}, data row {row + 1}: column {column!r} is missing. "
+        "Fill it in or remove the row."
+    )
 
 
 def _carve_validation(train: datasets.Dataset, share: float, seed: int):
