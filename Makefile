@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: demo test lint slow-test benchmark probe-steps clean-venv
+.PHONY: demo test lint slow-test benchmark scale-benchmark probe-steps clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ $(BENCH_STAMP): pyproject.toml
 benchmark: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/run_benchmark.py
 	$(BENCH_VENV)/bin/python benchmarks/tokenizer_speed.py
+
+# 10k, 100k and 650k synthetic reviews: time and memory to the first step (about 15 min).
+scale-benchmark: $(STAMP)
+	$(BIN)/python benchmarks/scale_benchmark.py
 
 probe-steps: $(STAMP)
 	$(BIN)/python benchmarks/probe_step.py
