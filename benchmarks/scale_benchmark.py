@@ -91,8 +91,7 @@ def child(args) -> None:
 
     from tf_finetune import pipeline
     from tf_finetune.config import load_config
-    from tf_finetune.data import loading, tokenization
-    from tf_finetune.modeling import models
+    from tf_finetune.data import loading
     from tf_finetune.runtime import distribution
 
     config = load_config(
@@ -111,19 +110,10 @@ def child(args) -> None:
     data = loading.load_data(config)
     figures["load_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    tokenizer = tokenization.load_tokenizer(str(args.checkpoint))
-    model_config = models.load_model_config(str(args.checkpoint), data.label_names)
-    tokens = tokenization.tokenize(
-        data.splits,
-        tokenizer,
-        config.max_length,
-        config.padding,
-        tokenization.length_limit(tokenizer, model_config),
-        tokenization.cache_directory(),
-    )
+    inputs = pipeline.tokenize_inputs(config, data, str(args.checkpoint))
+    tokens = inputs.tokens
     figures["tokenize_s"] = time.perf_counter() - mark
     figures["cached_splits"] = tokens.cached
-    inputs = pipeline.Inputs(data, tokenizer, tokens, str(args.checkpoint), model_config)
     strategy = tf.distribute.get_strategy()
     config = dataclasses.replace(
         config,
@@ -151,15 +141,21 @@ def child(args) -> None:
         truncated=tokens.truncated_train,
     )
     if args.two_passes:
-        figures.update(two_passes(tokenizer, data.splits["train"], tokens.max_length, args))
+        figures.update(two_passes(inputs.tokenizer, args.train, tokens.max_length, args))
     print(json.dumps(figures))
 
 
-def two_passes(tokenizer, train, max_length, args) -> dict:
+def two_passes(tokenizer, train_file, max_length, args) -> dict:
     """The package's tokenization before one pass, and one pass, on the same texts."""
+    import datasets
+    import pandas as pd
+
     from tf_finetune.data import tokenization
 
-    sample = train.select(range(min(100_000, len(train))))
+    frame = pd.read_parquet(train_file).head(100_000)
+    sample = datasets.Dataset.from_dict(
+        {"text": list(frame["text"]), "labels": list(frame["label"])}
+    )
     mark = time.perf_counter()
     encoded = tokenizer(sample["text"][:], truncation=True, max_length=513)
     _ = [len(ids) for ids in encoded["input_ids"]]

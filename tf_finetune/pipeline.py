@@ -217,12 +217,19 @@ class Inputs:
 
 def load_inputs(config: FitConfig) -> Inputs:
     """Loads the data and the checkpoint's tokenizer, and tokenizes every split."""
-    from tf_finetune.data import tokenization
     from tf_finetune.modeling import models
 
     model_path = models.resolve_model_path(config.model, config.allow_pickle_weights)
     data = loading.load_data(config)
     atomic.fault_point("data")
+    return tokenize_inputs(config, data, model_path)
+
+
+def tokenize_inputs(config: FitConfig, data, model_path: str) -> Inputs:
+    """Tokenizes the loaded splits with the checkpoint's tokenizer (the token cache's, if there)."""
+    from tf_finetune.data import tokenization
+    from tf_finetune.modeling import models
+
     model_config = models.load_model_config(model_path, data.label_names)
     tokenizer = tokenization.load_tokenizer(model_path)
     tokens = tokenization.tokenize(

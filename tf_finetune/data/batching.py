@@ -282,8 +282,39 @@ def grouped_batches(
     return Batches(dataset=dataset, steps=len(plans[0]), epoch_padding=stats, order=order)
 
 
+class TokenRows:
+    """Rows of a stored token column, read in place from its Arrow chunks.
+
+    The chunks of a cached split are memory-mapped: a batch copies its own rows out and
+    nothing else is held, whatever the split's size.
+    """
+
+    def __init__(self, column):
+        chunks = column.chunks
+        self._values = [chunk.values.to_numpy() for chunk in chunks]  # views, not copies
+        self._offsets = [chunk.offsets.to_numpy() for chunk in chunks]
+        sizes = [len(chunk) for chunk in chunks]
+        self._starts = np.cumsum([0, *sizes])[:-1]
+        self.lengths = np.concatenate(
+            [np.diff(offsets) for offsets in self._offsets] or [np.zeros(0, np.int64)]
+        ).astype(np.int64)
+        self.dtype = self._values[0].dtype if chunks else np.int32
+
+    def padded(self, rows: np.ndarray, width: int, pad: int) -> np.ndarray:
+        """The rows `[len(rows), width]`, each cut to `width` and padded with `pad`."""
+        out = np.full((len(rows), width), pad, self.dtype)
+        chunk_of = np.searchsorted(self._starts, rows, side="right") - 1
+        for i, (row, chunk) in enumerate(zip(rows, chunk_of, strict=True)):
+            offsets = self._offsets[chunk]
+            local = row - self._starts[chunk]
+            start, end = offsets[local], offsets[local + 1]
+            end = min(end, start + width)
+            out[i, : end - start] = self._values[chunk][start:end]
+        return out
+
+
 def _token_columns(split: datasets.Dataset, input_names: list[str]):
-    """Reads each stored token column from Arrow once; returns them and the lengths.
+    """Each stored token column's rows, and the examples' lengths.
 
     An `attention_mask` the split does not store is made per batch from the lengths.
 
@@ -291,56 +322,49 @@ def _token_columns(split: datasets.Dataset, input_names: list[str]):
         ValueError: A column is padded (its rows are longer than the attention mask).
     """
     stored = [name for name in input_names if name in split.column_names]
-    raw = {name: _list_column(split, name) for name in stored}
+    arrow = split.with_format("arrow")
+    raw = {name: TokenRows(arrow[name]) for name in stored}
     if "attention_mask" in raw:
-        lengths = _mask_sums(*raw.pop("attention_mask"))
+        mask = _list_column(split, "attention_mask")
+        lengths = _mask_sums(*mask)
+        raw.pop("attention_mask")
     else:
-        lengths = raw["input_ids"][1]
-    for name, (_, row_lengths) in raw.items():
-        if not np.array_equal(row_lengths, lengths):
+        lengths = raw["input_ids"].lengths
+    for name, rows in raw.items():
+        if not np.array_equal(rows.lengths, lengths):
             raise ValueError(f"Column {name!r} is padded; grouped batching needs unpadded tokens.")
     return raw, lengths
 
 
 def _padded_dataset(raw, lengths, labels, input_names, pad_values, plans, widths, first_step):
-    """The planned batches, every epoch back to back, each gathered and padded in the graph."""
-    all_batches = list(itertools.chain.from_iterable(plans))
-    indices = tf.RaggedTensor.from_row_lengths(
-        np.concatenate(all_batches).astype(np.int64), [len(b) for b in all_batches]
-    )
-    all_widths = tf.constant(list(itertools.chain.from_iterable(widths)), tf.int32)
-    # Held once, in the stored types: 4 bytes a token id, 1 a token type.
-    columns = {
-        name: tf.RaggedTensor.from_row_lengths(values, row_lengths)
-        for name, (values, row_lengths) in raw.items()
-    }
-    lengths = tf.constant(lengths, tf.int32)
-    labels = tf.constant(labels)
+    """The planned batches, every epoch back to back, each gathered and padded as it is fed.
 
-    @tf.autograph.experimental.do_not_convert
-    def gather_and_pad(batch, width):
-        shape = tf.stack([tf.size(batch), width])
-        features = {
-            name: tf.cast(
-                tf.gather(column, batch).to_tensor(
-                    default_value=tf.cast(pad_values.get(name, 0), column.dtype), shape=shape
-                ),
-                tf.int32,
-            )
-            for name, column in columns.items()
-        }
-        if "attention_mask" in input_names:
-            features["attention_mask"] = tf.sequence_mask(
-                tf.gather(lengths, batch), width, dtype=tf.int32
-            )
-        return {name: features[name] for name in input_names}, tf.gather(labels, batch)
+    A generator reads each batch's rows out of the stored columns, so memory stays flat
+    however large the split.
+    """
+    all_batches = list(itertools.chain.from_iterable(plans))[first_step:]
+    all_widths = list(itertools.chain.from_iterable(widths))[first_step:]
 
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((indices, all_widths))
-        .skip(first_step)
-        .map(gather_and_pad, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    def generate():
+        for batch, width in zip(all_batches, all_widths, strict=True):
+            features = {
+                name: rows.padded(batch, width, pad_values.get(name, 0)).astype(np.int32)
+                for name, rows in raw.items()
+            }
+            if "attention_mask" in input_names:
+                features["attention_mask"] = (
+                    np.arange(width)[None, :] < lengths[batch][:, None]
+                ).astype(np.int32)
+            yield {name: features[name] for name in input_names}, labels[batch]
+
+    spec = tf.TensorSpec([None, None], tf.int32)
+    dataset = tf.data.Dataset.from_generator(
+        generate,
+        output_signature=(
+            {name: spec for name in input_names},
+            tf.TensorSpec([None], tf.int64),
+        ),
+    ).prefetch(tf.data.AUTOTUNE)
     return _shard_by_data(dataset)
 
 

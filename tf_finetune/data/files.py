@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow
+import pyarrow.parquet
 
 from tf_finetune.errors import DataError, first_line, short_reason
 
@@ -81,7 +83,7 @@ def _whole_table(path: Path, kind: str) -> pd.DataFrame:
 def iter_table(path: str | Path, rows: int, kind: str | None = None) -> Iterator[pd.DataFrame]:
     """Yields a data file in frames of at most `rows` rows.
 
-    CSV, TSV and JSON Lines are read chunk by chunk; JSON and Parquet are read whole.
+    CSV, TSV, JSON Lines and Parquet are read chunk by chunk; JSON is read whole.
 
     Args:
         path: The file.
@@ -94,12 +96,15 @@ def iter_table(path: str | Path, rows: int, kind: str | None = None) -> Iterator
     path = Path(path)
     check_file(path)
     kind = kind or file_format(path)
-    if kind in ("json", "parquet"):
+    if kind == "json":
         frame = _whole_table(path, kind)
         for start in range(0, len(frame), rows):
             yield frame.iloc[start : start + rows]
         return
     with reading(path, kind):
+        if kind == "parquet":
+            yield from _parquet_frames(path, rows)
+            return
         if kind == "jsonl":
             with _open_text(path) as handle:
                 yield from _jsonl_frames(handle, path, rows)
@@ -107,6 +112,16 @@ def iter_table(path: str | Path, rows: int, kind: str | None = None) -> Iterator
         _check_header(path, kind)
         with _read_csv(path, kind, chunksize=rows) as chunks:
             yield from chunks
+
+
+def _parquet_frames(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """A Parquet file's record batches as frames, indexed by row from 0 on."""
+    start = 0
+    for batch in pyarrow.parquet.ParquetFile(path).iter_batches(batch_size=rows):
+        frame = batch.to_pandas()
+        frame.index = pd.RangeIndex(start, start + len(frame))
+        start += len(frame)
+        yield frame
 
 
 def describe_row(frame: pd.DataFrame, label) -> str:

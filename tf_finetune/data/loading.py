@@ -24,6 +24,7 @@ from tf_finetune.errors import DataError, first_line
 logger = logging.getLogger(__name__)
 
 _VALIDATION_NAMES = ("validation", "valid", "dev")
+_FRAME_ROWS = 50_000  # rows of a data file read and checked at a time
 
 
 @dataclasses.dataclass
@@ -117,29 +118,37 @@ def _load_raw(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None
 
 
 def _file_split(path: str, config: FitConfig) -> _RawSplit:
-    """Reads a data file's text and label columns, checking every cell with its row."""
-    frame = files.read_table(path)
+    """Reads a data file's text and label columns, checking every cell with its row.
+
+    The file is read in frames of `_FRAME_ROWS` rows, each checked and turned into
+    Arrow before the next is read, so a large file is held once, as Arrow.
+    """
     wanted = {config.text_column: "--text-column", config.label_column: "--label-column"}
     if config.text_pair_column:
         wanted[config.text_pair_column] = "--text-pair-column"
-    for column, option in wanted.items():
-        if column not in frame.columns:
-            raise DataError(_missing_column(path, column, frame.columns, option))
-    columns = {config.text_column: files.text_cells(frame, config.text_column, path)}
-    if config.text_pair_column:
-        columns[config.text_pair_column] = files.text_cells(frame, config.text_pair_column, path)
-    values = _label_cells(frame, config.label_column, path)
+    texts = {column: [] for column in wanted if column != config.label_column}
+    values = []
+    for frame in files.iter_table(path, _FRAME_ROWS):
+        for column, option in wanted.items():
+            if column not in frame.columns:
+                raise DataError(_missing_column(path, column, frame.columns, option))
+        for column, chunks in texts.items():
+            chunks.append(pyarrow.array(files.text_cells(frame, column, path), pyarrow.string()))
+        values += _label_cells(frame, config.label_column, path)
+    if not values:
+        raise DataError(f"{path} has no data rows.")
     if files.file_format(Path(path)) in files.TEXT_FORMATS:
         values = labels.parse_ids(values)
-    columns[config.label_column] = values
+    columns = {column: pyarrow.chunked_array(chunks) for column, chunks in texts.items()}
     try:
-        dataset = datasets.Dataset.from_dict(columns)
+        columns[config.label_column] = pyarrow.chunked_array([pyarrow.array(values)])
     except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as error:
         raise DataError(
             f"{path}: column {config.label_column!r} mixes kinds of value "
             f"({first_line(error)}). Write every label the same way, e.g. all as strings."
         ) from None
-    return _RawSplit(dataset, str(path))
+    table = datasets.table.InMemoryTable(pyarrow.table(columns))
+    return _RawSplit(datasets.Dataset(table), str(path))
 
 
 def _label_cells(frame, column: str, source) -> list:
