@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import uuid
 from pathlib import Path
 
 import datasets
@@ -147,8 +148,7 @@ def _file_split(path: str, config: FitConfig) -> _RawSplit:
             f"{path}: column {config.label_column!r} mixes kinds of value "
             f"({first_line(error)}). Write every label the same way, e.g. all as strings."
         ) from None
-    table = datasets.table.InMemoryTable(pyarrow.table(columns))
-    return _RawSplit(datasets.Dataset(table), str(path))
+    return _RawSplit(_dataset(pyarrow.table(columns)), str(path))
 
 
 def _label_cells(frame, column: str, source) -> list:
@@ -220,7 +220,17 @@ def _canonical(split: _RawSplit, config: FitConfig, names: list[str], ids: bool)
     label_source = f"{split.source}, column {config.label_column!r}"
     encoded = labels.encode_labels(split.dataset[config.label_column][:], names, label_source, ids)
     columns["labels"] = pyarrow.array(encoded, pyarrow.int64())
-    return datasets.Dataset(datasets.table.InMemoryTable(pyarrow.table(columns)))
+    return _dataset(pyarrow.table(columns))
+
+
+def _dataset(table: pyarrow.Table) -> datasets.Dataset:
+    """A dataset over `table`, without copying it.
+
+    Given no fingerprint, `datasets` makes one by hashing the whole table, which holds
+    a second copy of every text while it runs (gigabytes at yelp_review_full's size).
+    The token cache keys splits by their content itself, so any unique name will do.
+    """
+    return datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=uuid.uuid4().hex)
 
 
 def _texts(split: _RawSplit, column: str) -> pyarrow.ChunkedArray:
