@@ -120,3 +120,24 @@ def test_a_second_run_reads_the_tokens_from_the_cache(tokenizer, tmp_path):
     for other, max_length in ((changed, "auto"), (relabelled, "auto"), (data, 5)):
         assert tokenize(other, tokenizer, max_length, "dynamic", 64, tmp_path).cached == 1
     assert len(list(tmp_path.glob("*.arrow"))) == 4
+
+
+def test_an_unusable_cache_warns_and_tokenizes_anyway(tokenizer, tmp_path, caplog):
+    data = splits(["good film", "the film was very dull ."])
+    expected = tokenize(data, tokenizer, "auto", "dynamic", 64).splits["train"]["input_ids"][:]
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    tokens = tokenize(data, tokenizer, "auto", "dynamic", 64, cache_dir=blocked / "tokens")
+    assert tokens.splits["train"]["input_ids"][:] == expected
+    assert "as the token cache" in caplog.text
+
+    cache = tmp_path / "cache"
+    tokenize(data, tokenizer, "auto", "dynamic", 64, cache_dir=cache)
+    (damaged,) = cache.glob("*.arrow")
+    damaged.write_bytes(damaged.read_bytes()[:100])  # cut short
+    tokens = tokenize(data, tokenizer, "auto", "dynamic", 64, cache_dir=cache)
+    assert tokens.splits["train"]["input_ids"][:] == expected
+    assert "unreadable" in caplog.text
+    again = tokenize(data, tokenizer, "auto", "dynamic", 64, cache_dir=cache)
+    assert again.cached == 2  # the damaged file was replaced

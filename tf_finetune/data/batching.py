@@ -321,13 +321,11 @@ def _token_columns(split: datasets.Dataset, input_names: list[str]):
     Raises:
         ValueError: A column is padded (its rows are longer than the attention mask).
     """
-    stored = [name for name in input_names if name in split.column_names]
+    stored = [n for n in input_names if n in split.column_names and n != "attention_mask"]
     arrow = split.with_format("arrow")
     raw = {name: TokenRows(arrow[name]) for name in stored}
-    if "attention_mask" in raw:
-        mask = _list_column(split, "attention_mask")
-        lengths = _mask_sums(*mask)
-        raw.pop("attention_mask")
+    if "attention_mask" in split.column_names:
+        lengths = _mask_sums(*_list_column(split, "attention_mask"))
     else:
         lengths = raw["input_ids"].lengths
     for name, rows in raw.items():

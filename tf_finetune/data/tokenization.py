@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow
 import pyarrow.ipc
 
-from tf_finetune.errors import ModelError, first_line
+from tf_finetune.errors import ModelError, first_line, short_reason
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +131,9 @@ def tokenize(
         logger.warning("max_length %d exceeds the model's limit; using %d.", max_length, limit)
         max_length = limit
     keep = limit if max_length == "auto" else max_length
-    names = [n for n in ("input_ids", "token_type_ids") if n in tokenizer.model_input_names]
-    names = ["input_ids", *(n for n in names if n != "input_ids")]
+    names = ["input_ids"]  # the stored columns; the attention mask is made per batch
+    if "token_type_ids" in tokenizer.model_input_names:
+        names.append("token_type_ids")
     encoded, cached = {}, 0
     for name, split in splits.items():
         encoded[name], hit = _encode(split, tokenizer, keep, names, cache_dir)
@@ -211,24 +212,45 @@ def _encode(split, tokenizer, keep: int, names: list[str], cache_dir: Path | Non
             "truncated": datasets.Value("bool"),
         }
     )
-    path = None
-    if cache_dir is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        path = cache_dir / f"{_cache_key(split, tokenizer, keep, names)}.arrow"
-        if path.is_file():
+    path = _cached_path(split, tokenizer, keep, names, cache_dir)
+    if path is not None and path.is_file():
+        try:
             return datasets.Dataset.from_file(str(path)), True
-    encoded = split.map(
-        encode,
-        batched=True,
-        batch_size=1000,
-        remove_columns=[c for c in _TEXT_COLUMNS if c in split.column_names],
-        features=features,
-        desc="Tokenizing",
-        cache_file_name=str(path) if path else None,
-        load_from_cache_file=False,
-        keep_in_memory=path is None,
-    )
-    return encoded, False
+        except (OSError, pyarrow.ArrowInvalid) as error:  # damaged: tokenize again
+            logger.warning("Token cache file %s is unreadable (%s); replacing it.", path, error)
+
+    def run(path):
+        return split.map(
+            encode,
+            batched=True,
+            batch_size=1000,
+            remove_columns=[c for c in _TEXT_COLUMNS if c in split.column_names],
+            features=features,
+            desc="Tokenizing",
+            cache_file_name=str(path) if path else None,
+            load_from_cache_file=False,
+            keep_in_memory=path is None,
+        )
+
+    if path is None:
+        return run(None), False
+    try:
+        return run(path), False
+    except OSError as error:  # a full or read-only disk: the run goes on without the cache
+        logger.warning("Cannot write the token cache in %s (%s).", path.parent, short_reason(error))
+        return run(None), False
+
+
+def _cached_path(split, tokenizer, keep, names, cache_dir: Path | None) -> Path | None:
+    """The split's file in the token cache; None without a usable cache folder."""
+    if cache_dir is None:
+        return None
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        logger.warning("Cannot use %s as the token cache (%s).", cache_dir, short_reason(error))
+        return None
+    return cache_dir / f"{_cache_key(split, tokenizer, keep, names)}.arrow"
 
 
 def _cache_key(split: datasets.Dataset, tokenizer, keep: int, names: list[str]) -> str:
