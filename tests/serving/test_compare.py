@@ -110,6 +110,11 @@ def test_compare_fine_tunes_each_model_and_resumes_without_training_again(
     assert "| second-bert |" in first.output
     reports = [folder / "runs" / row["run"] / "report.json" for row in rows[:2]]
     written = [path.stat().st_mtime_ns for path in reports]
+    table = (folder / "comparison.csv").read_bytes()
+    repeated = CliRunner().invoke(main, args)  # the same command: it must not destroy the table
+    assert repeated.exit_code != 0
+    assert "already holds the run(s)" in repeated.output and "--resume" in repeated.output
+    assert (folder / "comparison.csv").read_bytes() == table
     again = CliRunner().invoke(main, [*args, "--resume"])
     assert again.exit_code == 1  # "missing" is tried again, and fails again
     assert [path.stat().st_mtime_ns for path in reports] == written  # not trained again

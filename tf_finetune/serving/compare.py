@@ -126,11 +126,24 @@ def compare(
     checkpoint; `resume=True` continues from there. `overwrite=True` trains every run
     again from scratch.
 
+    Raises:
+        ConfigError: Runs of the comparison exist and neither `resume` nor `overwrite`
+            is given; nothing is changed.
+
     Returns:
         One row per entry, keys as in `COLUMNS`.
     """
     from tf_finetune import pipeline
 
+    existing = [e.name for e in entries if (Path(e.config.output_dir) / e.name).exists()]
+    if existing and not (resume or overwrite):
+        # Each fit would refuse its folder, and the table of errors would replace the
+        # finished comparison: refuse before touching anything.
+        raise ConfigError(
+            f"{folder} already holds the run(s) {', '.join(existing)}. Give --resume to "
+            "reuse the finished runs and continue the others, or --overwrite to train every "
+            "run again. Nothing was changed."
+        )
     rows = []
     for number, entry in enumerate(entries, 1):
         run_path = Path(entry.config.output_dir) / entry.name
