@@ -147,15 +147,19 @@ def _runs_in_re2(pattern: str) -> bool:
     return True
 
 
-def _per_character_map(spec: dict, steps: list[dict]) -> dict[str, str]:
-    """What the per-character normalizers make of each code point alone."""
+def _normalizer(spec: dict, steps: list[dict]):
+    """The tokenizers library's normalizer of these steps, and their settings."""
     from tokenizers import Tokenizer
 
+    settings = {"type": "Sequence", "normalizers": steps}
+    return Tokenizer.from_str(json.dumps(dict(spec, normalizer=settings))).normalizer, settings
+
+
+def _per_character_map(spec: dict, steps: list[dict]) -> dict[str, str]:
+    """What the per-character normalizers make of each code point alone."""
     if not steps:
         return {}
-    settings = {"type": "Sequence", "normalizers": steps}
-    normalizer = Tokenizer.from_str(json.dumps(dict(spec, normalizer=settings))).normalizer
-    return normalized_alone(normalizer, settings)
+    return normalized_alone(*_normalizer(spec, steps))
 
 
 def _cluster_keys(spec: dict, steps: list[dict]) -> dict[str, str] | None:
@@ -165,10 +169,7 @@ def _cluster_keys(spec: dict, steps: list[dict]) -> dict[str, str] | None:
     keys = charsmap.trie_keys(steps[0]["precompiled_charsmap"])
     if len(steps) == 1:
         return keys
-    from tokenizers import Tokenizer
-
-    settings = {"type": "Sequence", "normalizers": steps[1:]}
-    behind = Tokenizer.from_str(json.dumps(dict(spec, normalizer=settings))).normalizer
+    behind, _ = _normalizer(spec, steps[1:])
     return {key: behind.normalize_str(value) for key, value in keys.items()}
 
 
