@@ -26,6 +26,8 @@ import datasets
 import numpy as np
 import tensorflow as tf
 
+from tf_finetune.data import tokenization
+
 # A chunk of this many batches is sorted by length before it is cut into batches:
 # large enough that neighbours in a chunk have nearly the same length, small enough
 # that each batch still mixes examples from across the split.
@@ -143,7 +145,7 @@ def pad_values(tokenizer) -> dict[str, int]:
 def example_lengths(split: datasets.Dataset) -> np.ndarray:
     """Returns the real (unpadded) token count of each example of a tokenized split."""
     if "attention_mask" not in split.column_names:  # unpadded: each row is its tokens
-        return _list_column(split, "input_ids")[1]
+        return tokenization.row_lengths(split)
     return _mask_sums(*_list_column(split, "attention_mask"))
 
 

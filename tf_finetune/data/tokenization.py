@@ -140,7 +140,7 @@ def tokenize(
         cached += hit
     train = encoded["train"]
     truncated = int(np.count_nonzero(train.with_format("numpy")["truncated"][:]))
-    longest = keep if truncated else int(_row_lengths(train).max(initial=0))
+    longest = keep if truncated else int(row_lengths(train).max(initial=0))
     if max_length == "auto":
         max_length = longest
     if truncated:
@@ -269,12 +269,11 @@ def _cache_key(split: datasets.Dataset, tokenizer, keep: int, names: list[str]) 
     return digest.hexdigest()[:32]
 
 
-def _row_lengths(split: datasets.Dataset) -> np.ndarray:
-    """Tokens of each example of a tokenized, unpadded split, read from Arrow."""
+def row_lengths(split: datasets.Dataset) -> np.ndarray:
+    """Tokens of each example of a tokenized, unpadded split, read chunk by chunk from Arrow."""
     column = split.with_format("arrow")["input_ids"]
-    return np.concatenate(
-        [chunk.value_lengths().to_numpy() for chunk in column.chunks] or [np.zeros(0, np.int32)]
-    )
+    lengths = [chunk.value_lengths().to_numpy() for chunk in column.chunks]
+    return np.concatenate(lengths or [np.zeros(0)]).astype(np.int64)
 
 
 def _pad(tokenized: datasets.DatasetDict, tokenizer, max_length: int) -> datasets.DatasetDict:
