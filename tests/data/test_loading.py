@@ -208,3 +208,32 @@ def test_a_missing_json_text_or_label_names_its_line(tmp_path):
     path.write_text(good + '{"text": {"a": 1}, "label": "pos"}\n')
     with pytest.raises(DataError, match=r"line 3: column 'text' holds an object, not text"):
         load_data(config_for(path))
+
+
+def test_parquet_is_read_chunk_by_chunk_as_arrow_and_names_bad_rows(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from tf_finetune.data import loading
+
+    monkeypatch.setattr(loading, "_FRAME_ROWS", 7)  # many chunks of one row group
+    rows = make_rows(40, seed=2)
+    frame = pd.DataFrame({"text": [t for t, _ in rows], "label": [lab for _, lab in rows]})
+    frame["other"] = list(range(40))
+    frame.to_parquet(tmp_path / "d.parquet", index=False, row_group_size=1_000)
+    data = load_data(config_for(tmp_path / "d.parquet", text_pair_column="other"))
+    read = [(r["text"], r["text_pair"]) for s in ("train", "validation") for r in data.splits[s]]
+    assert sorted(read, key=lambda pair: int(pair[1])) == [
+        (text, str(i)) for i, (text, _) in enumerate(rows)
+    ]
+
+    frame.loc[23, "text"] = None
+    frame.to_parquet(tmp_path / "null.parquet", index=False)
+    with pytest.raises(DataError, match=r"null\.parquet, data row 24: no value in column 'text'"):
+        load_data(config_for(tmp_path / "null.parquet"))
+    frame.loc[23, "text"] = "back"
+    frame.loc[30, "label"] = None
+    frame.to_parquet(tmp_path / "label.parquet", index=False)
+    with pytest.raises(DataError, match=r"label\.parquet, data row 31: the label is missing"):
+        load_data(config_for(tmp_path / "label.parquet"))
+    with pytest.raises(DataError, match=r"has no column 'body'. Columns found: text, label, other"):
+        load_data(config_for(tmp_path / "d.parquet", text_column="body"))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow
+import pyarrow.compute
 import pyarrow.parquet
 
 from tf_finetune.errors import DataError, first_line, short_reason
@@ -34,6 +35,9 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".p
 # Formats whose values are text as written (Parquet's columns are typed).
 TEXT_FORMATS = ("csv", "tsv", "json", "jsonl")
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
+# Parquet is read through a buffered stream of this many bytes, page by page: without
+# it a file written as one row group is decoded whole, then sliced, holding it twice.
+_PARQUET_BUFFER = 1 << 20
 # A damaged compressed file surfaces as one of these from the decompressor.
 _CORRUPT = (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
 
@@ -117,11 +121,63 @@ def iter_table(path: str | Path, rows: int, kind: str | None = None) -> Iterator
 def _parquet_frames(path: Path, rows: int) -> Iterator[pd.DataFrame]:
     """A Parquet file's record batches as frames, indexed by row from 0 on."""
     start = 0
-    for batch in pyarrow.parquet.ParquetFile(path).iter_batches(batch_size=rows):
-        frame = batch.to_pandas()
-        frame.index = pd.RangeIndex(start, start + len(frame))
-        start += len(frame)
-        yield frame
+    for batch in _parquet_file(path).iter_batches(batch_size=rows):
+        yield as_frame(batch, start)
+        start += batch.num_rows
+
+
+def _parquet_file(path: Path) -> pyarrow.parquet.ParquetFile:
+    return pyarrow.parquet.ParquetFile(path, buffer_size=_PARQUET_BUFFER, pre_buffer=False)
+
+
+def parquet_columns(path: str | Path) -> list[str]:
+    """The column names of a Parquet file, read from its schema.
+
+    Raises:
+        DataError: As `read_table`.
+    """
+    path = Path(path)
+    check_file(path)
+    with reading(path, "parquet"):
+        return _parquet_file(path).schema_arrow.names
+
+
+def parquet_batches(
+    path: str | Path, rows: int, columns: list[str]
+) -> Iterator[pyarrow.RecordBatch]:
+    """Yields a Parquet file's `columns` as Arrow record batches of at most `rows` rows.
+
+    The texts stay Arrow strings: nothing is converted to Python objects, and the file
+    is decoded a page at a time, so a large file is held once, as the batches.
+
+    Raises:
+        DataError: As `read_table`.
+    """
+    path = Path(path)
+    with reading(path, "parquet"):
+        yield from _parquet_file(path).iter_batches(batch_size=rows, columns=columns)
+
+
+def as_frame(batch: pyarrow.RecordBatch, start: int) -> pd.DataFrame:
+    """A record batch as a data frame whose index counts rows from 0 at the file's start."""
+    frame = batch.to_pandas()
+    frame.index = pd.RangeIndex(start, start + len(frame))
+    return frame
+
+
+def text_array(values: pyarrow.Array, column: str, source, start: int) -> pyarrow.Array:
+    """A Parquet column's texts as Arrow strings, checked as `text_cells` checks a frame's.
+
+    A string column is returned as it is; other types go through `text_cells`.
+    """
+    if pyarrow.types.is_string(values.type) or pyarrow.types.is_large_string(values.type):
+        if values.null_count:
+            row = start + pyarrow.compute.index(values.is_null(), True).as_py()
+            frame = pd.DataFrame({column: [None]}, index=pd.RangeIndex(row, row + 1))
+            text_cells(frame, column, source)  # raises, naming the row
+        return values
+    frame = as_frame(pyarrow.RecordBatch.from_arrays([values], [column]), start)
+    return pyarrow.array(text_cells(frame, column, source), pyarrow.string())
 
 
 def describe_row(frame: pd.DataFrame, label) -> str:

@@ -121,20 +121,14 @@ def _load_raw(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None
 def _file_split(path: str, config: FitConfig) -> _RawSplit:
     """Reads a data file's text and label columns, checking every cell with its row.
 
-    The file is read in frames of `_FRAME_ROWS` rows, each checked and turned into
+    The file is read in chunks of `_FRAME_ROWS` rows, each checked and turned into
     Arrow before the next is read, so a large file is held once, as Arrow.
     """
-    wanted = {config.text_column: "--text-column", config.label_column: "--label-column"}
-    if config.text_pair_column:
-        wanted[config.text_pair_column] = "--text-pair-column"
-    texts = {column: [] for column in wanted if column != config.label_column}
+    texts = {column: [] for column in _wanted(config) if column != config.label_column}
     values = []
-    for frame in files.iter_table(path, _FRAME_ROWS):
-        for column, option in wanted.items():
-            if column not in frame.columns:
-                raise DataError(_missing_column(path, column, frame.columns, option))
+    for chunk_texts, frame in _file_chunks(path, config):
         for column, chunks in texts.items():
-            chunks.append(pyarrow.array(files.text_cells(frame, column, path), pyarrow.string()))
+            chunks.append(chunk_texts[column])
         values += _label_cells(frame, config.label_column, path)
     if not values:
         raise DataError(f"{path} has no data rows.")
@@ -149,6 +143,49 @@ def _file_split(path: str, config: FitConfig) -> _RawSplit:
             f"({first_line(error)}). Write every label the same way, e.g. all as strings."
         ) from None
     return _RawSplit(_dataset(pyarrow.table(columns)), str(path))
+
+
+def _wanted(config: FitConfig) -> dict[str, str]:
+    """The columns a run reads, each with the option that names it."""
+    wanted = {config.text_column: "--text-column", config.label_column: "--label-column"}
+    if config.text_pair_column:
+        wanted[config.text_pair_column] = "--text-pair-column"
+    return wanted
+
+
+def _file_chunks(path: str, config: FitConfig):
+    """Yields a data file chunk by chunk: its checked texts as Arrow, and its labels' frame.
+
+    Parquet's text columns go straight from the file to Arrow; other formats' cells
+    pass through a data frame of `_FRAME_ROWS` rows.
+    """
+    wanted = _wanted(config)
+    text_columns = [column for column in wanted if column != config.label_column]
+    if files.file_format(Path(path)) == "parquet":
+        _require_columns(path, wanted, files.parquet_columns(path))
+        start = 0
+        for batch in files.parquet_batches(path, _FRAME_ROWS, list(wanted)):
+            yield (
+                {c: files.text_array(batch.column(c), c, path, start) for c in text_columns},
+                files.as_frame(batch.select([config.label_column]), start),
+            )
+            start += batch.num_rows
+        return
+    for frame in files.iter_table(path, _FRAME_ROWS):
+        _require_columns(path, wanted, frame.columns)
+        yield (
+            {
+                c: pyarrow.array(files.text_cells(frame, c, path), pyarrow.string())
+                for c in text_columns
+            },
+            frame,
+        )
+
+
+def _require_columns(source, wanted: dict[str, str], found) -> None:
+    for column, option in wanted.items():
+        if column not in found:
+            raise DataError(_missing_column(source, column, found, option))
 
 
 def _label_cells(frame, column: str, source) -> list:
@@ -202,14 +239,8 @@ def _load_hub(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None
 
 
 def _check_columns(raw: dict[str, _RawSplit], config: FitConfig) -> None:
-    wanted = {config.text_column: "--text-column", config.label_column: "--label-column"}
-    if config.text_pair_column:
-        wanted[config.text_pair_column] = "--text-pair-column"
     for split in raw.values():
-        found = split.dataset.column_names
-        for column, option in wanted.items():
-            if column not in found:
-                raise DataError(_missing_column(split.source, column, found, option))
+        _require_columns(split.source, _wanted(config), split.dataset.column_names)
 
 
 def _canonical(split: _RawSplit, config: FitConfig, names: list[str], ids: bool):
