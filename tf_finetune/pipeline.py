@@ -279,7 +279,7 @@ class BatchPlan:
         updates: Optimizer updates of the whole run (for the learning-rate schedule).
         class_weights: Loss weight per class id, or None.
         fingerprint: What a resumed run must find unchanged: labels, global batch and
-            each split's tokens.
+            each split's digest (texts, labels, tokenizer, length cut).
     """
 
     recipe: object
@@ -322,7 +322,7 @@ def plan_batches(config: FitConfig, inputs: Inputs, strategy) -> BatchPlan:
     fingerprint = {
         "labels": names,
         "global_batch": global_batch,
-        **{split: batching.fingerprint(splits[split]) for split in splits},
+        **inputs.tokens.digests,
     }
     return BatchPlan(
         recipe=recipe,

@@ -141,3 +141,25 @@ def test_an_unusable_cache_warns_and_tokenizes_anyway(tokenizer, tmp_path, caplo
     assert "unreadable" in caplog.text
     again = tokenize(data, tokenizer, "auto", "dynamic", 64, cache_dir=cache)
     assert again.cached == 2  # the damaged file was replaced
+
+
+def test_the_same_rows_digest_the_same_however_they_are_chunked(tokenizer, tmp_path):
+    import pyarrow
+
+    texts = [f"review {i} " + "word " * (i % 7) for i in range(30)]
+    whole = pyarrow.table({"text": texts, "labels": [i % 2 for i in range(30)]})
+    chunked = pyarrow.Table.from_batches(whole.to_batches(max_chunksize=4))
+    wider = pyarrow.table(
+        {"text": pyarrow.array(texts, pyarrow.large_string()), "labels": whole["labels"]}
+    )
+    padded = pyarrow.table({"text": ["x", *texts], "labels": [0, *whole["labels"].to_pylist()]})
+    digests = set()
+    for table in (whole, chunked, wider):
+        split = datasets.Dataset(datasets.table.InMemoryTable(table))
+        digests.add(tokenize({"train": split}, tokenizer, 16, "dynamic", 64).digests["train"])
+    shifted = datasets.Dataset(datasets.table.InMemoryTable(padded)).select(range(1, 31))
+    digests.add(tokenize({"train": shifted}, tokenizer, 16, "dynamic", 64).digests["train"])
+    assert len(digests) == 1
+    moved = pyarrow.table({"text": texts[1:] + texts[:1], "labels": whole["labels"]})
+    split = datasets.Dataset(datasets.table.InMemoryTable(moved))
+    assert tokenize({"train": split}, tokenizer, 16, "dynamic", 64).digests["train"] not in digests

@@ -19,7 +19,6 @@ the seed, so a run's padding statistics are known exactly and runs repeat.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 
 import datasets
@@ -162,27 +161,6 @@ def _list_column(split: datasets.Dataset, name: str) -> tuple[np.ndarray, np.nda
     """
     column = split.with_format("arrow")[name].combine_chunks()
     return column.flatten().to_numpy(), column.value_lengths().to_numpy().astype(np.int64)
-
-
-def fingerprint(split: datasets.Dataset) -> str:
-    """Returns a digest of a tokenized split's token ids and labels.
-
-    A resumed run compares it with the run's first: different rows, labels, tokenizer
-    or max_length give a different digest.
-    """
-    digest = hashlib.sha256()
-    for name in sorted(split.column_names):
-        if name == "labels":
-            digest.update(np.asarray(split["labels"][:], np.int64).tobytes())
-        elif name == "input_ids":
-            # Chunk by chunk, so that no copy of the whole column is made: the same
-            # bytes as the flat ids as int64 followed by the row lengths.
-            chunks = split.with_format("arrow")[name].chunks
-            for chunk in chunks:
-                digest.update(chunk.flatten().to_numpy().astype(np.int64).tobytes())
-            for chunk in chunks:
-                digest.update(chunk.value_lengths().to_numpy().astype(np.int64).tobytes())
-    return digest.hexdigest()
 
 
 def plan_batches(
