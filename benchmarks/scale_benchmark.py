@@ -24,7 +24,6 @@ import dataclasses
 import itertools
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -80,7 +79,10 @@ def rss_gib() -> float:
 
 
 def peak_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """This process's own peak RSS (`ru_maxrss` would report the parent's, larger)."""
+    from tf_finetune.runtime.memory import peak_rss_mib
+
+    return peak_rss_mib() / 1024
 
 
 def child(args) -> None:

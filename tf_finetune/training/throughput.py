@@ -8,11 +8,12 @@ the epoch log line all carry them. `summarize` turns the epochs into the run's
 
 from __future__ import annotations
 
-import resource
 import time
 
 import numpy as np
 import tf_keras
+
+from tf_finetune.runtime.memory import current_rss_mib, peak_rss_mib
 
 # Keys the meter adds to each epoch's logs.
 EPOCH_KEYS = (
@@ -23,21 +24,6 @@ EPOCH_KEYS = (
     "train_seconds",
     "rss_mib",
 )
-
-
-def current_rss_mib() -> float:
-    """Returns the resident memory of this process in MiB (peak RSS where /proc is absent)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * resource.getpagesize() / 2**20
-    except OSError:
-        return peak_rss_mib()
-
-
-def peak_rss_mib() -> float:
-    """Returns the peak resident memory of this process in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class SpeedMeter(tf_keras.callbacks.Callback):
