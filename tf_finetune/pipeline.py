@@ -227,6 +227,8 @@ def load_inputs(config: FitConfig) -> Inputs:
 
 def tokenize_inputs(config: FitConfig, data, model_path: str) -> Inputs:
     """Tokenizes the loaded splits with the checkpoint's tokenizer (the token cache's, if there)."""
+    import pyarrow
+
     from tf_finetune.data import tokenization
     from tf_finetune.modeling import models
 
@@ -245,6 +247,10 @@ def tokenize_inputs(config: FitConfig, data, model_path: str) -> Inputs:
     data.splits["train"] = train.remove_columns(
         [c for c in ("text", "text_pair") if c in train.column_names]
     )
+    del train
+    # Arrow's allocator keeps freed memory for reuse by Arrow alone; hand the texts'
+    # (a gigabyte at yelp_review_full's size) back, for the model and TensorFlow.
+    pyarrow.default_memory_pool().release_unused()
     return Inputs(
         data=data,
         tokenizer=tokenizer,
