@@ -161,6 +161,7 @@ def _file_chunks(path: str, config: FitConfig):
     """
     wanted = _wanted(config)
     text_columns = [column for column in wanted if column != config.label_column]
+    files.check_file(Path(path))  # a missing file or a folder, before its name's format
     if files.file_format(Path(path)) == "parquet":
         _require_columns(path, wanted, files.parquet_columns(path))
         start = 0
