@@ -44,6 +44,44 @@ def test_markdown_table_names_the_best_and_fastest():
     assert "- Best macro F1: **bert** (0.8600)." in lines
     assert "- Fastest training: **distilbert** (35.0)." in lines
     assert "- Fastest inference: **distilbert** (240.0)." in lines
+    assert "Why a cell" not in table  # a failed run's "-" are its error's
+
+
+def test_a_claim_needs_a_gap_wider_than_the_ranges_and_every_dash_says_why():
+    rows = [
+        {**ROWS[0], "macro_f1_low": 0.83, "macro_f1_high": 0.89},
+        {**ROWS[1], "macro_f1_low": 0.80, "macro_f1_high": 0.87},
+        {
+            "run": "ids-only",
+            "model": "m",
+            "macro_f1": 0.70,
+            "macro_f1_low": 0.65,
+            "macro_f1_high": 0.75,
+            "accuracy": 0.7,
+            "train_samples_per_second": 34.0,
+            "train_samples_per_second_low": 30.0,
+            "train_samples_per_second_high": 36.0,
+            "parameters": 5,
+            "wall_seconds": 1.0,
+            "notes": {"inference_texts_per_second": "not timed: the export takes token ids"},
+        },
+    ]
+    rows[1] |= {"train_samples_per_second_low": 33.0, "train_samples_per_second_high": 37.0}
+    rows[0] |= {"inference_texts_per_second_low": 110.0, "inference_texts_per_second_high": 130.0}
+    rows[1] |= {"inference_texts_per_second_low": 230.0, "inference_texts_per_second_high": 250.0}
+    lines = compare.markdown_table(rows).splitlines()
+    assert (
+        "- Best macro F1: a tie between **bert** (0.8600 (0.8300-0.8900)), **distilbert** "
+        "(0.8400 (0.8000-0.8700)): their ranges overlap."
+    ) in lines
+    assert "- Fastest training: a tie between **distilbert** (35.0 (33.0-37.0)), **ids-only**" in (
+        next(line for line in lines if line.startswith("- Fastest training"))
+    )
+    assert "- Fastest inference: **distilbert** (240.0 (230.0-250.0))." in lines
+    assert "- ids-only, inference texts/s: not timed: the export takes token ids." in lines
+    assert "| ids-only | m | 0.7000 (0.6500-0.7500) | 0.7000 | 34.0 (30.0-36.0) | - |" in "\n".join(
+        lines
+    )
 
 
 def test_comparison_files_hold_every_row(tmp_path):
@@ -104,8 +142,14 @@ def test_compare_fine_tunes_each_model_and_resumes_without_training_again(
         assert float(row["macro_f1"]) == pytest.approx(report["macro avg"]["f1-score"])
         assert float(row["accuracy"]) == pytest.approx(report["accuracy"])
         assert int(row["parameters"]) > 0
-        assert float(row["inference_texts_per_second"]) > 0
+        for key in ("macro_f1", "train_samples_per_second", "inference_texts_per_second"):
+            assert float(row[f"{key}_low"]) <= float(row[key]) <= float(row[f"{key}_high"])
+        assert float(row["inference_texts_per_second_low"]) > 0
         assert float(row["wall_seconds"]) > 0
+    # The same model, trained first and then second in one process: warm-up left out,
+    # the order does not decide its speed.
+    first_rate, second_rate = (float(row["train_samples_per_second"]) for row in rows[:2])
+    assert max(first_rate, second_rate) / min(first_rate, second_rate) < 2.5
     assert "is not a directory" in rows[2]["error"]
     assert "| second-bert |" in first.output
     reports = [folder / "runs" / row["run"] / "report.json" for row in rows[:2]]
@@ -118,5 +162,64 @@ def test_compare_fine_tunes_each_model_and_resumes_without_training_again(
     again = CliRunner().invoke(main, [*args, "--resume"])
     assert again.exit_code == 1  # "missing" is tried again, and fails again
     assert [path.stat().st_mtime_ns for path in reports] == written  # not trained again
+    timed = ("inference_texts_per_second", "inference_texts_per_second_low")
+    timed += ("inference_texts_per_second_high",)
     with open(folder / "comparison.csv", encoding="utf-8") as handle:
-        assert list(csv.DictReader(handle)) == rows
+        reread = list(csv.DictReader(handle))
+    # Reused rows keep their figures; the exports are timed again, all in one session.
+    strip = [{k: v for k, v in row.items() if k not in timed} for row in rows]
+    assert [{k: v for k, v in row.items() if k not in timed} for row in reread] == strip
+    assert all(float(row["inference_texts_per_second"]) > 0 for row in reread[:2])
+
+
+def test_exports_are_timed_in_rounds_of_rotating_order(tmp_path, monkeypatch):
+    from tf_finetune.serving import prediction
+
+    calls = []
+
+    class Timed:
+        def __init__(self, path):
+            self.name = path.rsplit("/", 1)[-1]
+
+        def predict(self, texts):
+            calls.append((self.name, len(texts)))
+
+    monkeypatch.setattr(prediction, "ExportedModel", Timed)
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_text("text,label,predicted\n" + "t,a,a\n" * 130, encoding="utf-8")
+    rows = [
+        {"run": name, "export": f"/x/{name}", "predictions": str(predictions), "notes": {}}
+        for name in "abc"
+    ]
+    rows += [{"run": "failed", "error": "broken"}]
+    rows += [{"run": "ids", "export": "/x/ids", "notes": {"inference_texts_per_second": "no"}}]
+    compare.time_inference(rows, rounds=3)
+    assert calls[:3] == [("a", 64), ("b", 64), ("c", 64)]  # each traced once first
+    timed = [name for name, _ in calls[3:]]
+    assert timed == [n for n in "abcbcacab" for _ in range(3)]  # 130 texts: 3 batches
+    assert sum(size for name, size in calls[3:6]) == 130
+    for row in rows[:3]:
+        low, high = row["inference_texts_per_second_low"], row["inference_texts_per_second_high"]
+        assert 0 < low <= row["inference_texts_per_second"] <= high
+    assert (
+        "inference_texts_per_second" not in rows[3] and "inference_texts_per_second" not in rows[4]
+    )
+
+
+def test_the_f1_interval_holds_the_f1_and_narrows_with_more_examples(tmp_path):
+    from sklearn.metrics import f1_score
+
+    def interval(count):
+        rows = [("pos" if i % 2 else "neg", "pos" if i % 3 else "neg") for i in range(count)]
+        path = tmp_path / f"p{count}.csv"
+        lines = ["text,label,predicted"] + [f"t,{t},{p}" for t, p in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        f1 = f1_score([t for t, _ in rows], [p for _, p in rows], average="macro")
+        return f1, compare._f1_interval(path)
+
+    f1, (low, high) = interval(60)
+    assert low < f1 < high
+    wide = high - low
+    f1, (low, high) = interval(2400)
+    assert low < f1 < high
+    assert high - low < wide / 4  # 40 times the examples: ~1/6 of the width

@@ -8,6 +8,14 @@ SavedModel is timed on raw text. The comparison folder gets `comparison.md`,
 A finished run leaves `comparison_row.json` in its run directory; `resume=True` reuses
 those rows and continues or starts the others, so an interrupted comparison does not
 train its finished runs again.
+
+The figures are made to be compared. Training speed leaves out the first step (its
+tracing is slowest in the first run of a process, so it would depend on the order),
+and is the median of windows of steps with their range. The exports are timed after
+every run has finished, in rounds that rotate the models' order, median and range
+reported. Macro F1 gets a bootstrap interval over the evaluation examples. A model is
+called best or fastest only when its range clears every other's; else the table
+says which tie. Every "-" in the table is explained under it.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import gc
 import itertools
 import json
 import logging
+import statistics
 import time
 from pathlib import Path
 
@@ -28,9 +37,11 @@ from tf_finetune.runtime import atomic
 logger = logging.getLogger(__name__)
 
 ROW_NAME = "comparison_row.json"
-# Texts timed through each SavedModel, batch size of the timing.
+# Texts timed through each SavedModel, batch size of the timing, rounds of timing.
 INFERENCE_TEXTS = 512
 INFERENCE_BATCH = 64
+INFERENCE_ROUNDS = 5
+BOOTSTRAP_SAMPLES = 1000
 COLUMNS = {
     "run": "run",
     "model": "model",
@@ -42,6 +53,13 @@ COLUMNS = {
     "wall_seconds": "wall time (s)",
     "error": "error",
 }
+# Each figure with a range: its low and high columns in the CSV.
+RANGED = ("macro_f1", "train_samples_per_second", "inference_texts_per_second")
+CSV_COLUMNS = [
+    *COLUMNS,
+    *(f"{key}_{end}" for key in RANGED for end in ("low", "high")),
+    "notes",
+]
 
 
 @dataclasses.dataclass
@@ -167,39 +185,110 @@ def compare(
             continue
         finally:
             gc.collect()
+        stats = result.stats
+        low, high = _f1_interval(result.run_dir / "predictions.csv")
         row |= {
             "macro_f1": result.report["macro avg"]["f1-score"],
+            "macro_f1_low": low,
+            "macro_f1_high": high,
             "accuracy": result.report["accuracy"],
-            "train_samples_per_second": result.stats["samples_per_second"],
-            "inference_texts_per_second": _inference_speed(result),
-            "parameters": result.stats.get("parameters"),
+            "train_samples_per_second": stats.get("steady_samples_per_second"),
+            "train_samples_per_second_low": stats.get("steady_low"),
+            "train_samples_per_second_high": stats.get("steady_high"),
+            "parameters": stats.get("parameters"),
             "wall_seconds": time.perf_counter() - started,
+            "export": str(result.saved_model_dir),
+            "predictions": str(result.run_dir / "predictions.csv"),
+            "notes": {},
         }
+        if row["train_samples_per_second"] is None:
+            row["notes"]["train_samples_per_second"] = (
+                "too few training steps after the first to time; give more data or epochs"
+            )
+        if result.token_ids_only_reason:
+            row["notes"]["inference_texts_per_second"] = (
+                f"not timed: the export takes token ids, not text ({result.token_ids_only_reason})"
+            )
         atomic.write_text(row_path, json.dumps(row, indent=2) + "\n")
         rows.append(row)
+    time_inference(rows)
     write_comparison(rows, folder)
     return rows
 
 
-def _inference_speed(result) -> float | None:
-    """Texts per second of the run's SavedModel on up to `INFERENCE_TEXTS` raw texts."""
+def time_inference(rows: list[dict], rounds: int = INFERENCE_ROUNDS) -> None:
+    """Times every run's export on the same raw texts, in rounds of rotating order.
+
+    Each round times every model once on up to `INFERENCE_TEXTS` texts; the next
+    round starts one model later, so no model is always timed first or after the
+    same one. Sets each row's median texts/s and its range over the rounds, or a note
+    saying why its export is not timed.
+    """
     from tf_finetune.errors import ExportError
     from tf_finetune.serving import prediction
 
-    if result.token_ids_only_reason:
-        return None
-    try:
-        model = prediction.ExportedModel(result.saved_model_dir)
-    except ExportError:
-        return None
-    with (result.run_dir / "predictions.csv").open(newline="", encoding="utf-8") as handle:
+    models = {}
+    for row in rows:
+        if row.get("error") or "export" not in row:
+            continue
+        if "inference_texts_per_second" in row.get("notes", {}):
+            continue
+        try:
+            models[row["run"]] = prediction.ExportedModel(row["export"])
+        except ExportError as error:
+            row["notes"]["inference_texts_per_second"] = f"not timed: {error}"
+    if not models:
+        return
+    first = next(row for row in rows if row["run"] in models)
+    with open(first["predictions"], newline="", encoding="utf-8") as handle:
         texts = [row["text"] for row in itertools.islice(csv.DictReader(handle), INFERENCE_TEXTS)]
     batches = [texts[i : i + INFERENCE_BATCH] for i in range(0, len(texts), INFERENCE_BATCH)]
-    model.predict(batches[0])  # the first call traces the signature
-    started = time.perf_counter()
-    for batch in batches:
-        model.predict(batch)
-    return len(texts) / (time.perf_counter() - started)
+    for model in models.values():
+        model.predict(batches[0])  # the first call traces the signature
+    names = list(models)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            started = time.perf_counter()
+            for batch in batches:
+                models[name].predict(batch)
+            rates[name].append(len(texts) / (time.perf_counter() - started))
+    for row in rows:
+        if row["run"] in rates:
+            row["inference_texts_per_second"] = statistics.median(rates[row["run"]])
+            row["inference_texts_per_second_low"] = min(rates[row["run"]])
+            row["inference_texts_per_second_high"] = max(rates[row["run"]])
+
+
+def _f1_interval(predictions: Path) -> tuple[float, float]:
+    """Macro F1 of a predictions file with its 95% bootstrap interval over the examples."""
+    import numpy as np
+
+    with predictions.open(newline="", encoding="utf-8") as handle:
+        pairs = [(row["label"], row["predicted"]) for row in csv.DictReader(handle)]
+    names = sorted({name for pair in pairs for name in pair})
+    index = {name: i for i, name in enumerate(names)}
+    true = np.array([index[t] for t, _ in pairs])
+    predicted = np.array([index[p] for _, p in pairs])
+    samples = np.random.default_rng(0).integers(0, len(pairs), (BOOTSTRAP_SAMPLES, len(pairs)))
+    scores = _macro_f1(true[samples], predicted[samples], len(names))
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _macro_f1(true, predicted, classes: int):
+    """Macro F1 of each row of `true` and `predicted` (classes absent from both skipped)."""
+    import numpy as np
+
+    scores = np.zeros(len(true))
+    present = np.zeros(len(true))
+    for label in range(classes):
+        is_true, is_predicted = true == label, predicted == label
+        hits = (is_true & is_predicted).sum(axis=1)
+        total = is_true.sum(axis=1) + is_predicted.sum(axis=1)
+        scores += np.where(total > 0, 2 * hits / np.maximum(total, 1), 0.0)
+        present += is_true.any(axis=1) | is_predicted.any(axis=1)
+    return scores / np.maximum(present, 1)
 
 
 def write_comparison(rows: list[dict], folder: Path) -> None:
@@ -209,33 +298,80 @@ def write_comparison(rows: list[dict], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with atomic.staged_files(folder) as staging:
         with (staging / "comparison.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
-            writer.writerows({key: row.get(key, "") for key in COLUMNS} for row in rows)
+            for row in rows:
+                cells = {key: row.get(key, "") for key in CSV_COLUMNS}
+                cells["notes"] = "; ".join(f"{COLUMNS[k]}: {v}" for k, v in _notes(row).items())
+                writer.writerow(cells)
         (staging / "comparison.md").write_text(markdown_table(rows), encoding="utf-8")
         plots.comparison_png(rows, staging / "comparison.png")
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Returns the comparison as a Markdown table, then which run is best at what."""
+    """Returns the comparison as a Markdown table, which run is best at what, and why
+    any cell is "-"."""
     shown = [key for key in COLUMNS if key != "error" or any(row.get("error") for row in rows)]
     lines = [
         "| " + " | ".join(COLUMNS[key] for key in shown) + " |",
         "|" + "---|" * len(shown),
     ]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(key, row.get(key)) for key in shown) + " |")
+        lines.append("| " + " | ".join(_ranged_cell(key, row) for key in shown) + " |")
     lines.append("")
     for key, what in (
         ("macro_f1", "Best macro F1"),
         ("train_samples_per_second", "Fastest training"),
         ("inference_texts_per_second", "Fastest inference"),
     ):
-        scored = [row for row in rows if row.get(key) is not None]
-        if scored:
-            best = max(scored, key=lambda row: row[key])
-            lines.append(f"- {what}: **{best['run']}** ({_cell(key, best[key])}).")
+        claim = _claim(rows, key, what)
+        if claim:
+            lines.append(claim)
+    notes = [
+        f"- {row['run']}, {COLUMNS[key]}: {note}."
+        for row in rows
+        for key, note in _notes(row).items()
+    ]
+    if notes:
+        lines += ["", 'Why a cell is "-":', *notes]
     return "\n".join(lines) + "\n"
+
+
+def _claim(rows: list[dict], key: str, what: str) -> str | None:
+    """Names the best run at `key`, or the runs that tie with it (their ranges overlap)."""
+    scored = sorted((row for row in rows if row.get(key) is not None), key=lambda row: -row[key])
+    if not scored:
+        return None
+    best = scored[0]
+    floor = best.get(f"{key}_low", best[key])
+    tied = [row for row in scored[1:] if row.get(f"{key}_high", row[key]) >= floor]
+    if tied:
+        names = ", ".join(f"**{row['run']}** ({_ranged_cell(key, row)})" for row in [best, *tied])
+        return f"- {what}: a tie between {names}: their ranges overlap."
+    return f"- {what}: **{best['run']}** ({_ranged_cell(key, best)})."
+
+
+def _notes(row: dict) -> dict[str, str]:
+    """Why each "-" of a row is there (a failed run's are explained by its error)."""
+    if row.get("error"):
+        return {}
+    notes = dict(row.get("notes") or {})
+    for key in COLUMNS:
+        if key != "error" and row.get(key) is None and key not in notes:
+            notes[key] = (
+                "not timed: the run was reused from an earlier version's comparison"
+                if key == "inference_texts_per_second"
+                else "not recorded"
+            )
+    return notes
+
+
+def _ranged_cell(key: str, row: dict) -> str:
+    value = _cell(key, row.get(key))
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    if value == "-" or low is None or high is None:
+        return value
+    return f"{value} ({_cell(key, low)}-{_cell(key, high)})"
 
 
 def _cell(key: str, value) -> str:

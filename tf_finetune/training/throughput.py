@@ -8,6 +8,7 @@ the epoch log line all carry them. `summarize` turns the epochs into the run's
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -110,11 +111,46 @@ def summarize(history: dict, meter: SpeedMeter, batches, model) -> dict:
         "padding_share": 1.0 - real / padded if padded else 0.0,
         "tracing_seconds": meter.tracing_seconds,
         "median_step_seconds": float(np.median(meter.step_seconds)) if meter.step_seconds else None,
+        **steady_rate(
+            meter.step_seconds, math.ceil(stats[0].examples / batches.steps) if stats else 0
+        ),
         "traced_train_functions": _tracing_count(model),
         "peak_rss_mib": peak_rss_mib(),
         "per_epoch": [
             {key: values[epoch] for key, values in history.items()} for epoch in range(epochs)
         ],
+    }
+
+
+# Consecutive windows the steps after the first are cut into for the steady rate's spread.
+_WINDOWS = 5
+
+
+def steady_rate(step_seconds: list[float], batch: int) -> dict:
+    """Samples per second after warm-up, as the median of windows of steps, with its range.
+
+    The first step (tracing, first allocations) is left out: in a short run it is a
+    large share of the time, and it is slowest in the first run of a process, so
+    samples/s over all steps depends on the order of a comparison. The other steps are
+    cut into `_WINDOWS` consecutive windows; their rates' spread is the noise a
+    comparison must exceed to call one model faster.
+
+    Args:
+        step_seconds: Time of each step after the first.
+        batch: Examples per step (the global batch).
+
+    Returns:
+        `steady_samples_per_second` and its `steady_low` and `steady_high`; all None
+        with fewer than two steps after the first.
+    """
+    if len(step_seconds) < 2 or batch <= 0:
+        return dict.fromkeys(("steady_samples_per_second", "steady_low", "steady_high"))
+    windows = np.array_split(np.asarray(step_seconds), min(_WINDOWS, len(step_seconds)))
+    rates = [batch * len(window) / max(float(window.sum()), 1e-9) for window in windows]
+    return {
+        "steady_samples_per_second": float(np.median(rates)),
+        "steady_low": float(min(rates)),
+        "steady_high": float(max(rates)),
     }
 
 
