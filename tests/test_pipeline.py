@@ -139,6 +139,22 @@ def test_training_stats_account_for_the_run(run):
     assert stats["samples_per_second"] == pytest.approx(4 * 128 / stats["train_seconds"])
     assert 0 <= stats["padding_share"] < 0.2  # grouped batches of similar length
     assert [e["val_accuracy"] for e in stats["per_epoch"]] == run.history["val_accuracy"]
+    # Warm-up left out: the steady rate is over the steps after the first, windowed.
+    assert stats["steady_low"] <= stats["steady_samples_per_second"] <= stats["steady_high"]
+    phases = stats["phase_seconds"]
+    assert list(phases) == [
+        "start-up", "load", "tokenize", "plan", "build", "train", "compile", "validation",
+        "report", "export",
+    ]  # fmt: skip
+    assert phases["train"] + phases["compile"] == pytest.approx(stats["train_seconds"])
+    assert phases["compile"] == pytest.approx(stats["tracing_seconds"])
+    assert all(seconds >= 0 for seconds in phases.values()) and phases["export"] > 0
+    # Efficiency: the tiny model's work per token against this machine's probed peak.
+    assert stats["flops_per_token"] > 0 and stats["matmul_peak_gflops"] > 1
+    assert stats["peak_share"] == pytest.approx(
+        stats["achieved_gflops"] / stats["matmul_peak_gflops"]
+    )
+    assert 0 < stats["peak_share"] < 1
 
 
 def test_resolved_config_reloads_as_the_same_run(run):

@@ -190,9 +190,14 @@ def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> No
     quiet = click.get_current_context().find_root().params.get("quiet")
     progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     result = run_fit(config, verbose=progress, resume=resume, overwrite=overwrite)
+    from tf_finetune.runtime import clock
+    from tf_finetune.training import efficiency
     from tf_finetune.training.throughput import describe
 
     click.echo("\n" + describe(result.stats))
+    if efficiency.describe(result.stats):
+        click.echo(efficiency.describe(result.stats))
+    click.echo(clock.describe(result.stats["phase_seconds"]))
     if not result.chief:
         click.echo(f"\nThis worker is done; the chief writes the run to {result.run_dir}.")
         return

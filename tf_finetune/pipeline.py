@@ -36,6 +36,7 @@ from tf_finetune.errors import (
     short_reason,
 )
 from tf_finetune.runtime import atomic, run_dir
+from tf_finetune.runtime.clock import PhaseClock
 
 CONFIG_NAME = "fit_config.yaml"
 STATS_NAME = "training_stats.json"
@@ -64,8 +65,9 @@ class FitResult:
         report_text: The report as text.
         eval_split: The split the report scores ("test", or "validation" without test).
         history: Keras metrics per epoch, with speed figures.
-        stats: Speed figures of training (see `throughput.summarize`), also written to
-            `training_stats.json`.
+        stats: Speed figures of training (see `throughput.summarize`) and the seconds
+            of each phase of the run (`phase_seconds`, see `runtime.clock`), also
+            written to `training_stats.json`.
         chief: False for a non-chief worker of a multi-worker run: it trained, and its
             own artefacts were written to a scratch directory that is now removed;
             `run_dir` is the chief's.
@@ -141,18 +143,26 @@ def fit(
 
 def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -> FitResult:
     """The phases of a run, each a function that returns what the next one needs."""
+    clock = PhaseClock()
     _seed(config)
-    inputs = load_inputs(config)
+    inputs = load_inputs(config, clock)
     resolved = resolve_config(config, inputs, strategy, run)
     plan = plan_batches(resolved, inputs, strategy)
     stored = load_config(run.source / CONFIG_NAME) if run.resuming else None
     if stored is not None:
         _check_resumable(run.source, stored, resolved, plan.fingerprint)
+    clock.lap("plan")
     model = build_model(resolved, inputs, plan, strategy)
+    clock.lap("build")
     trained = train_model(resolved, run, model, inputs, plan, verbose)
+    clock.split_training(trained.stats)
     evaluated = evaluate(resolved, model, inputs, plan, trained)
     _write_checkpoint_and_report(run.path, model, inputs, evaluated, trained.history)
+    clock.lap("report")
     exported = export_model(run.path, model, inputs)
+    clock.lap("export")
+    stats = trained.stats | {"phase_seconds": clock.seconds}
+    atomic.write_text(run.path / STATS_NAME, json.dumps(stats, indent=2) + "\n")
     # The export is complete: the training checkpoints are no longer needed.
     shutil.rmtree(run.path / run_dir.CHECKPOINT_DIR, ignore_errors=True)
     return FitResult(
@@ -163,7 +173,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         report_text=evaluated.text,
         eval_split=evaluated.split,
         history=trained.history,
-        stats=trained.stats,
+        stats=stats,
         token_ids_only_reason=exported.reason,
         chief=not run.scratch,
     )
@@ -215,14 +225,21 @@ class Inputs:
     model_config: object
 
 
-def load_inputs(config: FitConfig) -> Inputs:
-    """Loads the data and the checkpoint's tokenizer, and tokenizes every split."""
+def load_inputs(config: FitConfig, clock: PhaseClock | None = None) -> Inputs:
+    """Loads the data and the checkpoint's tokenizer, and tokenizes every split.
+
+    `clock`, if given, gets a lap for each: `load`, then `tokenize`.
+    """
     from tf_finetune.modeling import models
 
+    clock = clock or PhaseClock()
     model_path = models.resolve_model_path(config.model, config.allow_pickle_weights)
     data = loading.load_data(config)
     atomic.fault_point("data")
-    return tokenize_inputs(config, data, model_path)
+    clock.lap("load")
+    inputs = tokenize_inputs(config, data, model_path)
+    clock.lap("tokenize")
+    return inputs
 
 
 def tokenize_inputs(config: FitConfig, data, model_path: str) -> Inputs:
@@ -385,7 +402,7 @@ def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: in
 
     A resumed run whose training had finished goes straight to choosing the epoch.
     """
-    from tf_finetune.training import best_epoch, checkpointing, loop, summaries
+    from tf_finetune.training import best_epoch, checkpointing, efficiency, loop, summaries
 
     checkpointer = checkpointing.Checkpointer(
         run.path / run_dir.CHECKPOINT_DIR, model, restore_from=run.source / run_dir.CHECKPOINT_DIR
@@ -434,6 +451,8 @@ def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: in
             "optimizer_steps": int(model.optimizer.iterations.numpy()),
             "parameters": int(model.count_params()),
         }
+        replicas = plan.global_batch // config.batch_size
+        stats |= efficiency.figures(stats, inputs.model_config, config.mixed_precision, replicas)
         atomic.write_text(run.path / STATS_NAME, json.dumps(stats, indent=2) + "\n")
     if config.restore_best:
         chosen = best_epoch.selection(history, config.monitor, config.epochs)

@@ -1,0 +1,57 @@
+"""Tests of the efficiency figures: the model's FLOPs per token and the machine's peak."""
+
+import json
+
+import pytest
+from transformers import BertConfig, DistilBertConfig
+
+from tf_finetune.training import efficiency
+
+
+def test_flops_per_token_count_a_training_step_of_the_encoder():
+    minilm = BertConfig(hidden_size=384, num_hidden_layers=6, intermediate_size=1536)
+    # 3 passes x 6 layers x (2 x (4 d^2 + 2 d f) + 4 s d) at s = 32.
+    per_layer = 2 * (4 * 384**2 + 2 * 384 * 1536) + 4 * 32 * 384
+    assert efficiency.flops_per_token(minilm, 32) == 3 * 6 * per_layer  # ~64.6 MFLOP
+    distil = DistilBertConfig(dim=768, n_layers=6, hidden_dim=3072)
+    bert = BertConfig(hidden_size=768, num_hidden_layers=6, intermediate_size=3072)
+    assert efficiency.flops_per_token(distil, 64) == efficiency.flops_per_token(bert, 64)
+    assert efficiency.flops_per_token(object(), 64) is None
+
+
+def test_the_matmul_peak_is_probed_once_per_machine(tmp_path, monkeypatch):
+    probes = []
+
+    def probe(device, dtype):
+        probes.append((device, dtype))
+        return 123.0
+
+    monkeypatch.setenv("TF_FINETUNE_CACHE", str(tmp_path))
+    monkeypatch.setattr(efficiency, "_probe", probe)
+    assert efficiency.matmul_peak("CPU", "float32") == 123.0
+    assert efficiency.matmul_peak("CPU", "float32") == 123.0
+    assert efficiency.matmul_peak("CPU", "bfloat16") == 123.0
+    assert probes == [("CPU", "float32"), ("CPU", "bfloat16")]
+    kept = json.loads((tmp_path / "machine.json").read_text())
+    assert len(kept) == 2 and all(value == 123.0 for value in kept.values())
+
+    (tmp_path / "machine.json").write_text("{not json")  # damaged: probed again, replaced
+    assert efficiency.matmul_peak("CPU", "float32") == 123.0
+    assert len(probes) == 3 and json.loads((tmp_path / "machine.json").read_text())
+
+
+def test_the_probe_measures_a_real_rate_and_figures_follow_from_it(monkeypatch):
+    monkeypatch.setattr(efficiency, "_PROBE_SECONDS", 0.2)
+    monkeypatch.setenv("TF_FINETUNE_CACHE", "off")
+    peak = efficiency.matmul_peak("CPU", "float32")
+    assert 1 < peak < 100_000
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, intermediate_size=64)
+    stats = {"samples_per_second": 10.0, "real_tokens_per_second": 150.0}
+    stats["padded_tokens_per_second"] = 200.0
+    monkeypatch.setattr(efficiency, "matmul_peak", lambda device, dtype: 50.0)
+    figures = efficiency.figures(stats, config, "float32", replicas=2)
+    per_token = efficiency.flops_per_token(config, 20.0)
+    assert figures["flops_per_token"] == per_token
+    assert figures["matmul_peak_gflops"] == 100.0
+    assert figures["peak_share"] == pytest.approx(per_token * 150 / 1e9 / 100)
+    assert "% of this machine's float32 matmul peak (100 GFLOP/s)" in efficiency.describe(figures)

@@ -1,0 +1,59 @@
+"""Where a run's time goes: seconds per phase, from the start of the process."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux), or None where that cannot be read."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            # The command name (field 2) may hold spaces; the fields after it do not.
+            started = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as handle:
+            uptime = float(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(uptime - started / os.sysconf("SC_CLK_TCK"), 0.0)
+
+
+class PhaseClock:
+    """Seconds spent in each phase of a run, in order; `start-up` is the time before it.
+
+    Each `lap(name)` charges the time since the previous lap to `name`.
+    """
+
+    def __init__(self):
+        age = process_age()
+        self.seconds: dict[str, float] = {} if age is None else {"start-up": age}
+        self._mark = time.perf_counter()
+
+    def lap(self, phase: str) -> float:
+        """Charges the time since the last lap to `phase`; returns it."""
+        now = time.perf_counter()
+        spent, self._mark = now - self._mark, now
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + spent
+        return spent
+
+    def split_training(self, stats: dict) -> None:
+        """Charges the time since the last lap to training, as compile, train and validation.
+
+        Args:
+            stats: The training figures (`throughput.summarize`): `train_seconds` (all
+                steps) and `tracing_seconds` (the first step's extra). The rest of the
+                lap is validation, checkpoints and summaries.
+        """
+        spent = self.lap("train")
+        steps = min(stats.get("train_seconds") or 0.0, spent)
+        tracing = min(stats.get("tracing_seconds") or 0.0, steps)
+        self.seconds["compile"] = tracing
+        self.seconds["train"] = steps - tracing
+        self.seconds["validation"] = spent - steps
+
+
+def describe(seconds: dict[str, float]) -> str:
+    """One line: each phase's seconds, then the total."""
+    parts = ", ".join(f"{phase} {value:.1f} s" for phase, value in seconds.items())
+    return f"Time: {parts}; total {sum(seconds.values()):.1f} s."
