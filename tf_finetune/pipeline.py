@@ -143,6 +143,8 @@ def fit(
 
 def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -> FitResult:
     """The phases of a run, each a function that returns what the next one needs."""
+    from tf_finetune.training import efficiency
+
     clock = PhaseClock()
     _seed(config)
     inputs = load_inputs(config, clock)
@@ -153,6 +155,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
         _check_resumable(run.source, stored, resolved, plan.fingerprint)
     clock.lap("plan")
     model = build_model(resolved, inputs, plan, strategy)
+    efficiency.probe_before_training(resolved.mixed_precision)
     clock.lap("build")
     trained = train_model(resolved, run, model, inputs, plan, verbose)
     clock.split_training(trained.stats)

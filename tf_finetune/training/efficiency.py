@@ -87,9 +87,8 @@ def figures(stats: dict, model_config, precision: str, replicas: int) -> dict:
     per_token = flops_per_token(model_config, length)
     if per_token is None or not padded:
         return {}
-    device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
-    dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(precision, "float32")
-    peak = matmul_peak(device, dtype) * replicas
+    dtype = _dtype(precision)
+    peak = matmul_peak(_device(), dtype) * replicas
     achieved = per_token * stats["real_tokens_per_second"] / 1e9
     return {
         "flops_per_token": per_token,
@@ -99,6 +98,22 @@ def figures(stats: dict, model_config, precision: str, replicas: int) -> dict:
         "peak_dtype": dtype,
         "peak_share": achieved / peak if peak else None,
     }
+
+
+def probe_before_training(precision: str) -> None:
+    """Measures the peak now, if this machine has none kept, while nothing else runs.
+
+    After training, the input pipeline's threads may still be busy and lower it.
+    """
+    matmul_peak(_device(), _dtype(precision))
+
+
+def _device() -> str:
+    return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
+def _dtype(precision: str) -> str:
+    return {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(precision, "float32")
 
 
 def describe(stats: dict) -> str | None:
