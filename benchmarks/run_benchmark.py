@@ -80,15 +80,9 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, no GPU used"
+    from tf_finetune.runtime.environment import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cores, no GPU used"
 
 
 def fit_result(run_dir: Path) -> dict:

@@ -1,8 +1,10 @@
-"""Checking that the installed packages can run tf_finetune, before any heavy import."""
+"""The environment of a run: whether the installed packages can run tf_finetune (checked
+before any heavy import), and which CPU it runs on."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import platform
 
 from tf_finetune.errors import DependencyError
 
@@ -37,3 +39,15 @@ def check_environment() -> None:
 
 def _major(version: str) -> int:
     return int(version.split(".")[0])
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import tensorflow as tf
 
 from tf_finetune.data import tokenization
 from tf_finetune.errors import short_reason
+from tf_finetune.runtime import environment
 
 logger = logging.getLogger(__name__)
 
@@ -151,16 +151,7 @@ def _probe(device: str, dtype: str) -> float:
 
 
 def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model} x{os.cpu_count()}"
+    return f"{environment.cpu_model()} x{os.cpu_count()}"
 
 
 def _cache_file() -> Path | None:
