@@ -187,6 +187,12 @@ def _encode(split, tokenizer, keep: int, names: list[str], path: Path | None):
     Returns:
         The tokenized split, and whether it was read from the cache.
     """
+    if path is not None and path.is_file():
+        try:
+            return datasets.Dataset.from_file(str(path)), True
+        except (OSError, pyarrow.ArrowInvalid) as error:  # damaged: tokenize again
+            logger.warning("Token cache file %s is unreadable (%s); replacing it.", path, error)
+
     has_pair = "text_pair" in split.column_names
     types = "token_type_ids" in names
     backend = _Backend(tokenizer)
@@ -218,11 +224,6 @@ def _encode(split, tokenizer, keep: int, names: list[str], path: Path | None):
             "truncated": datasets.Value("bool"),
         }
     )
-    if path is not None and path.is_file():
-        try:
-            return datasets.Dataset.from_file(str(path)), True
-        except (OSError, pyarrow.ArrowInvalid) as error:  # damaged: tokenize again
-            logger.warning("Token cache file %s is unreadable (%s); replacing it.", path, error)
 
     def run(path):
         return (
