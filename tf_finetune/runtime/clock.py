@@ -19,14 +19,22 @@ def process_age() -> float | None:
     return max(uptime - started / os.sysconf("SC_CLK_TCK"), 0.0)
 
 
-class PhaseClock:
-    """Seconds spent in each phase of a run, in order; `start-up` is the time before it.
+_started = False  # whether a run has started in this process
 
-    Each `lap(name)` charges the time since the previous lap to `name`.
+
+class PhaseClock:
+    """Seconds spent in each phase of a run, in order.
+
+    The first run of a process starts with `start-up`, the time from the process's
+    start to the run's (imports, settings); a later run of the same process (the next
+    model of a `compare`) has none. Each `lap(name)` charges the time since the
+    previous lap to `name`.
     """
 
     def __init__(self):
-        age = process_age()
+        global _started
+        age = None if _started else process_age()
+        _started = True
         self.seconds: dict[str, float] = {} if age is None else {"start-up": age}
         self._mark = time.perf_counter()
 
