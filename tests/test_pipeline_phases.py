@@ -76,3 +76,19 @@ def test_plan_batches_counts_updates_and_weighs_rare_classes(options, tmp_path):
     )
     assert changed.fingerprint["train"] != plan.fingerprint["train"]
     assert changed.fingerprint["test"] == plan.fingerprint["test"]
+
+
+def test_a_run_fingerprinted_by_an_earlier_version_resumes_with_a_warning(tmp_path, caplog):
+    import json
+
+    from tf_finetune.errors import ConfigError
+
+    config = load_config(overrides={"train_file": "train.csv"})
+    now = {"labels": ["neg", "pos"], "global_batch": 8, "train": "a" * 32}
+    earlier = dict(now, train="b" * 64)  # a SHA-256 of the token ids, as written before
+    (tmp_path / pipeline.FINGERPRINT_NAME).write_text(json.dumps(earlier))
+    pipeline._check_resumable(tmp_path, config, config, now)
+    assert "train data of" in caplog.text and "cannot be checked" in caplog.text
+    (tmp_path / pipeline.FINGERPRINT_NAME).write_text(json.dumps(dict(now, train="c" * 32)))
+    with pytest.raises(ConfigError, match="train data changed"):
+        pipeline._check_resumable(tmp_path, config, config, now)

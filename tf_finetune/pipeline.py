@@ -541,10 +541,20 @@ def _check_resumable(path: Path, stored: FitConfig, resolved: FitConfig, fingerp
     previous_path = path / FINGERPRINT_NAME
     if previous_path.is_file():
         previous = json.loads(previous_path.read_text(encoding="utf-8"))
+        older = [
+            key for key, value in fingerprint.items() if _older_digest(previous.get(key), value)
+        ]
+        if older:
+            logger.warning(
+                "The %s data of %s was fingerprinted by an earlier tf_finetune, so it cannot "
+                "be checked: resume only if the data files are the ones the run began with.",
+                ", ".join(older),
+                path,
+            )
         changed += [
             _describe_change(key, previous.get(key), value)
             for key, value in fingerprint.items()
-            if previous.get(key) != value
+            if previous.get(key) != value and key not in older
         ]
     if changed:
         raise ConfigError(
@@ -552,6 +562,12 @@ def _check_resumable(path: Path, stored: FitConfig, resolved: FitConfig, fingerp
             + "; ".join(changed)
             + f"). Resume with --config {path / CONFIG_NAME}, or start a new run."
         )
+
+
+def _older_digest(before, after) -> bool:
+    """Whether `before` is a split digest of the format before the token cache's (64 hex
+    digits of the token ids, where a digest is now 32 of the texts)."""
+    return isinstance(before, str) and isinstance(after, str) and len(before) == 64 != len(after)
 
 
 def _describe_change(key: str, before, after) -> str:
