@@ -145,7 +145,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     """The phases of a run, each a function that returns what the next one needs."""
     from tf_finetune.training import efficiency
 
-    clock = PhaseClock()
+    clock = PhaseClock.for_run()
     _seed(config)
     inputs = load_inputs(config, clock)
     resolved = resolve_config(config, inputs, strategy, run)

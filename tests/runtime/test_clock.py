@@ -13,9 +13,10 @@ def test_laps_add_up_and_training_splits_into_compile_train_and_validation(monke
     from tf_finetune.runtime import clock as module
 
     monkeypatch.setattr(module, "_started", False)
-    clock = PhaseClock()
+    clock = PhaseClock.for_run()
     assert clock.seconds["start-up"] == pytest.approx(process_age(), abs=1.0)
-    assert "start-up" not in PhaseClock().seconds  # a second run of the process
+    assert "start-up" not in PhaseClock.for_run().seconds  # a second run of the process
+    assert "start-up" not in PhaseClock().seconds  # a clock outside a run
     time.sleep(0.05)
     assert clock.lap("load") >= 0.05
     clock.lap("load")  # a phase met twice adds up

@@ -25,18 +25,23 @@ _started = False  # whether a run has started in this process
 class PhaseClock:
     """Seconds spent in each phase of a run, in order.
 
-    The first run of a process starts with `start-up`, the time from the process's
-    start to the run's (imports, settings); a later run of the same process (the next
-    model of a `compare`) has none. Each `lap(name)` charges the time since the
-    previous lap to `name`.
+    Each `lap(name)` charges the time since the previous lap to `name`. A clock made by
+    `for_run` starts with `start-up` when its run is the first of the process.
     """
 
-    def __init__(self):
-        global _started
-        age = None if _started else process_age()
-        _started = True
-        self.seconds: dict[str, float] = {} if age is None else {"start-up": age}
+    def __init__(self, start_up: float | None = None):
+        self.seconds: dict[str, float] = {} if start_up is None else {"start-up": start_up}
         self._mark = time.perf_counter()
+
+    @classmethod
+    def for_run(cls) -> PhaseClock:
+        """The clock of a run: the first run of a process starts with `start-up`, the
+        time from the process's start to the run's (imports, settings); a later run of
+        the same process (the next model of a `compare`) has none."""
+        global _started
+        start_up = None if _started else process_age()
+        _started = True
+        return cls(start_up)
 
     def lap(self, phase: str) -> float:
         """Charges the time since the last lap to `phase`; returns it."""
