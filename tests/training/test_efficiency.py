@@ -28,6 +28,7 @@ def test_the_matmul_peak_is_probed_once_per_machine(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TF_FINETUNE_CACHE", str(tmp_path))
     monkeypatch.setattr(efficiency, "_probe", probe)
+    monkeypatch.setattr(efficiency, "_probed", {})  # a fresh process
     assert efficiency.matmul_peak("CPU", "float32") == 123.0
     assert efficiency.matmul_peak("CPU", "float32") == 123.0
     assert efficiency.matmul_peak("CPU", "bfloat16") == 123.0
@@ -36,13 +37,21 @@ def test_the_matmul_peak_is_probed_once_per_machine(tmp_path, monkeypatch):
     assert len(kept) == 2 and all(value == 123.0 for value in kept.values())
 
     (tmp_path / "machine.json").write_text("{not json")  # damaged: probed again, replaced
+    monkeypatch.setattr(efficiency, "_probed", {})  # by the next process
     assert efficiency.matmul_peak("CPU", "float32") == 123.0
     assert len(probes) == 3 and json.loads((tmp_path / "machine.json").read_text())
+
+    # Without a cache folder, a process probes once: not again after training.
+    monkeypatch.setenv("TF_FINETUNE_CACHE", "off")
+    monkeypatch.setattr(efficiency, "_probed", {})
+    assert efficiency.matmul_peak("CPU", "float32") == efficiency.matmul_peak("CPU", "float32")
+    assert len(probes) == 4
 
 
 def test_the_probe_measures_a_real_rate_and_figures_follow_from_it(monkeypatch):
     monkeypatch.setattr(efficiency, "_PROBE_SECONDS", 0.2)
     monkeypatch.setenv("TF_FINETUNE_CACHE", "off")
+    monkeypatch.setattr(efficiency, "_probed", {})
     peak = efficiency.matmul_peak("CPU", "float32")
     assert 1 < peak < 100_000
     config = BertConfig(hidden_size=32, num_hidden_layers=2, intermediate_size=64)

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 _PROBE_SECONDS = 1.5
 _PROBE_ROUNDS = 5
 _PROBE_SHAPES = {"CPU": (2048, 384, 1536), "GPU": (8192, 1024, 4096)}  # m, k, n
+_probed: dict[str, float] = {}  # peaks measured by this process, by key
 
 
 def flops_per_token(model_config, tokens_per_example: float) -> float | None:
@@ -55,11 +56,13 @@ def flops_per_token(model_config, tokens_per_example: float) -> float | None:
 def matmul_peak(device: str = "CPU", dtype: str = "float32") -> float:
     """GFLOP/s of a matrix product of transformer shapes on one device, cached per machine."""
     key = f"{_machine()}|{device}|{dtype}|tf {tf.__version__}"
+    if key in _probed:  # this process measured it (the cache folder may be off)
+        return _probed[key]
     path = _cache_file()
     cached = _read(path)
     if key in cached:
         return cached[key]
-    peak = _probe(device, dtype)
+    peak = _probed[key] = _probe(device, dtype)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
