@@ -163,3 +163,16 @@ def test_the_same_rows_digest_the_same_however_they_are_chunked(tokenizer, tmp_p
     moved = pyarrow.table({"text": texts[1:] + texts[:1], "labels": whole["labels"]})
     split = datasets.Dataset(datasets.table.InMemoryTable(moved))
     assert tokenize({"train": split}, tokenizer, 16, "dynamic", 64).digests["train"] not in digests
+
+
+def test_the_side_texts_are_cut_on_decides_the_tokens_and_their_digest(tokenizer, monkeypatch):
+    data = splits(["the film was very dull and far too long .", "good"])
+    right = tokenize(data, tokenizer, 6, "dynamic", 64)
+    monkeypatch.setattr(tokenizer, "truncation_side", "left")
+    left = tokenize(data, tokenizer, 6, "dynamic", 64)
+    expected = tokenizer(
+        ["the film was very dull and far too long ."], truncation=True, max_length=6
+    )
+    assert left.splits["train"]["input_ids"][0] == expected["input_ids"][0]
+    assert left.splits["train"]["input_ids"][0] != right.splits["train"]["input_ids"][0]
+    assert left.digests["train"] != right.digests["train"]

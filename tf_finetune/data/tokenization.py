@@ -297,7 +297,9 @@ def _digest(split: datasets.Dataset, tokenizer, keep: int, names: list[str]) -> 
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     for state in ("truncation", "padding"):  # the last call's settings, not the tokenizer's
         spec.pop(state, None)
-    digest.update(json.dumps([_CACHE_FORMAT, keep, names, spec], sort_keys=True).encode())
+    # The side a text is cut on lives in tokenizer_config.json, not tokenizer.json.
+    cut = [keep, tokenizer.truncation_side]
+    digest.update(json.dumps([_CACHE_FORMAT, cut, names, spec], sort_keys=True).encode())
     columns = [c for c in (*_TEXT_COLUMNS, "labels") if c in split.column_names]
     parts = {column: (hashlib.sha256(), hashlib.sha256()) for column in columns}
     for table in split.select_columns(columns).with_format("arrow").iter(batch_size=65_536):
