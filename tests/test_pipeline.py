@@ -299,19 +299,37 @@ def test_run_directory_can_continue_training(run, tmp_path):
     assert again.report["accuracy"] == pytest.approx(run.report["accuracy"])
 
 
-def test_mixed_precision_trains_with_loss_scaling_and_exports_float32(fit_options):
+def test_mixed_precision_trains_and_reports_and_exports_in_float32(fit_options):
     import tf_keras
+    from transformers import TFAutoModelForSequenceClassification
 
-    run = fit(load_config(overrides=dict(fit_options, mixed_precision="mixed_float16")))
+    run = fit(load_config(overrides=dict(fit_options, mixed_precision="mixed_bfloat16")))
     assert tf_keras.mixed_precision.global_policy().name == "float32"  # restored
     assert np.isfinite(run.history["loss"]).all()
     assert run.report["accuracy"] >= 0.8
     written = yaml.safe_load((run.run_dir / "fit_config.yaml").read_text())
-    assert written["mixed_precision"] == "mixed_float16"
-    served = tf.saved_model.load(str(run.saved_model_dir)).signatures["serving_default"]
-    scores = served(text=tf.constant(["a good film", "a bad film"]))["scores"]
+    assert written["mixed_precision"] == "mixed_bfloat16"
+    # The export computes in float32: its logits are the written weights' in float32,
+    # closer than bfloat16's 2-3 significant digits allow.
+    loaded = tf.saved_model.load(str(run.saved_model_dir))
+    ids = {
+        "input_ids": tf.constant([[2, 5, 7, 9, 3], [2, 9, 3, 0, 0]], tf.int32),
+        "attention_mask": tf.constant([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], tf.int32),
+        "token_type_ids": tf.zeros([2, 5], tf.int32),
+    }
+    served = loaded.signatures["token_ids"](**ids)["logits"].numpy()
+    reference = TFAutoModelForSequenceClassification.from_pretrained(str(run.run_dir))
+    expected = reference(ids, training=False).logits.numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    scores = loaded.signatures["serving_default"](text=tf.constant(["a good film"]))["scores"]
     assert scores.dtype == tf.float32
-    np.testing.assert_allclose(scores.numpy().sum(axis=1), 1.0, rtol=1e-5)
+    # The report scored the same float32 model: its predictions are the export's.
+    with (run.run_dir / "predictions.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[:8]
+    texts = tf.constant([row["text"] for row in rows])
+    exported = loaded.signatures["serving_default"](text=texts)["scores"].numpy()
+    reported = [[float(row["p_neg"]), float(row["p_pos"])] for row in rows]
+    np.testing.assert_allclose(reported, exported, atol=1e-4)
 
 
 @pytest.mark.parametrize("padding", ["max_length", "dynamic"])

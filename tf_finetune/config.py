@@ -141,18 +141,30 @@ class FitConfig:
         minimum=1,
         stage="tokens",
     )
+    length_buckets: int | str = _field(
+        "auto",
+        "Pad grouped or dynamic batches to at most this many lengths, chosen from the "
+        "training lengths to keep padding low (XLA compiles once per length); 0 pads "
+        "each batch to its own longest; 'auto': 8 with --jit-compile, else 0.",
+        cli_type="int_or_auto",
+        minimum=0,
+        stage="tokens",
+    )
     mixed_precision: str = _field(
         "auto",
         "Keras precision policy: 'auto' (mixed_float16 on GPUs of compute capability "
-        "7.0 or newer, else float32), 'float32', 'mixed_float16' or 'mixed_bfloat16'.",
+        "7.0 or newer; mixed_bfloat16 on CPUs with AVX512_BF16 or AMX for models 256 "
+        "wide or more; else float32), 'float32', 'mixed_float16' or 'mixed_bfloat16'. "
+        "The report and the export always compute in float32.",
         choices=PRECISION_CHOICES,
         stage="runtime",
         hparam=True,
     )
     jit_compile: bool = _field(
         False,
-        "Compile the train step with XLA. It compiles once per batch length: slower on "
-        "CPUs (measured), worth trying on GPUs with --pad-to-multiple-of 8 or more.",
+        "Compile the train and predict steps with XLA, once per batch length (at most "
+        "--length-buckets lengths). Off by default: on CPUs it was no faster (measured, "
+        "docs/benchmarks.md); worth trying on GPUs.",
         stage="runtime",
         resumable=True,
     )

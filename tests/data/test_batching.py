@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 
 from tf_finetune.data.batching import (
+    bucket_widths,
     collated_batches,
     grouped_batches,
     pad_values,
     padded_width,
     plan_batches,
+    to_buckets,
 )
 from tf_finetune.data.tokenization import load_tokenizer, tokenize
 
@@ -122,6 +124,63 @@ def test_padding_statistics_count_every_fed_token(tokenizer):
         assert stats.padded_tokens == sum(fed[epoch * 8 : (epoch + 1) * 8])
         assert stats.real_tokens == sum(real[epoch * 8 : (epoch + 1) * 8])
     assert all(b[0]["input_ids"].shape[1] % 4 == 0 for b in batches.dataset)
+
+
+def test_buckets_feed_the_fewest_tokens_of_any_choice():
+    import itertools
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        widths, sizes = rng.integers(5, 40, 30), rng.integers(1, 5, 30)
+        count = int(rng.integers(1, 5))
+        buckets = bucket_widths(widths, sizes, count)
+        assert len(buckets) <= count and buckets[-1] == widths.max()
+        # Every choice of count - 1 buckets below the longest width, tried.
+        values = np.unique(widths)
+        fewest = min(
+            (to_buckets(widths, np.array([*lower, values[-1]])) * sizes).sum()
+            for r in range(count)
+            for lower in itertools.combinations(values[:-1], r)
+        )
+        assert (to_buckets(widths, buckets) * sizes).sum() == fewest
+
+
+def test_bucketed_batches_feed_at_most_that_many_lengths(tokenizer):
+    texts = [" ".join(["word"] * n) for n in range(1, 41)]
+    tokens = tokenized(tokenizer, "grouped", texts)
+    free = grouped(tokenizer, tokens, 4, group=True, epochs=2, seed=0, max_length=64)
+    bucketed = grouped(
+        tokenizer, tokens, 4, group=True, epochs=2, seed=0, max_length=64, length_buckets=3
+    )
+    batches = list(bucketed.dataset.as_numpy_iterator())
+    widths = [features["input_ids"].shape[1] for features, _ in batches]
+    assert widths == bucketed.widths
+    assert len(set(free.widths)) > 3 and len(set(widths)) <= 3
+    # The same examples in the same order, each batch padded to a bucket that holds it.
+    for (features, _), (unbucketed, _) in zip(
+        batches, free.dataset.as_numpy_iterator(), strict=True
+    ):
+        np.testing.assert_array_equal(
+            features["attention_mask"].sum(1), unbucketed["attention_mask"].sum(1)
+        )
+        assert features["input_ids"].shape[1] >= unbucketed["input_ids"].shape[1]
+    assert bucketed.padding(0).padded_tokens == sum(w * 4 for w in widths[:10])
+    assert free.padding(0).padded_tokens < bucketed.padding(0).padded_tokens
+
+
+def test_a_partial_batch_takes_the_longest_bucket(tokenizer):
+    texts = [" ".join(["word"] * n) for n in range(1, 11)]
+    tokens = tokenized(tokenizer, "dynamic", texts)
+    options = {"group": False, "seed": 0, "max_length": 64}
+    free = grouped(tokenizer, tokens, 4, **options)
+    bucketed = grouped(tokenizer, tokens, 4, length_buckets=2, **options)
+    assert bucketed.steps == 3  # batches of 4, 4 and 2
+    sizes = [len(labels) for _, labels in bucketed.dataset.as_numpy_iterator()]
+    assert sizes[-1] == 2
+    # Its own longest example would give it a length no full batch has.
+    assert free.widths[-1] < max(free.widths)
+    assert bucketed.widths[-1] == max(bucketed.widths)
+    assert len(set(bucketed.widths)) <= 2
 
 
 def test_shuffled_batches_repeat_with_the_seed_and_differ_by_epoch(tokenizer):

@@ -166,3 +166,19 @@ def test_precision_policy_applies_inside_and_is_restored():
     with distribution.precision_policy("mixed_float16"):
         assert tf_keras.mixed_precision.global_policy().name == "mixed_float16"
     assert tf_keras.mixed_precision.global_policy().name == before
+
+
+def test_cpus_with_bfloat16_units_train_wide_models_in_mixed_bfloat16(monkeypatch):
+    from tf_finetune.runtime import environment
+
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    assert distribution.resolve_precision("auto", hidden_size=384) == "mixed_bfloat16"
+    assert distribution.resolve_precision("auto", hidden_size=32) == "float32"  # too narrow
+    assert distribution.resolve_precision("float32", hidden_size=384) == "float32"
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "amx_bf16", "amx_tile"})
+    assert distribution.resolve_precision("auto", hidden_size=768) == "mixed_bfloat16"
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert distribution.resolve_precision("auto", hidden_size=768) == "float32"
+    gpus(monkeypatch, [(8, 0)])  # GPUs decide, whatever the CPU
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx512_bf16"})
+    assert distribution.resolve_precision("auto", hidden_size=768) == "mixed_float16"

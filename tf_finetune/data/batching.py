@@ -4,8 +4,9 @@ Three padding modes (the `padding` config key):
 - "grouped" (the default): each epoch shuffles the examples, sorts them by length
   within chunks of `GROUP_CHUNK_BATCHES` batches, cuts the chunks into batches and
   shuffles the batches. Each batch is padded to its longest example rounded up to
-  `pad_to_multiple_of`, so little compute goes to padding and the padded lengths come
-  from a small fixed set.
+  `pad_to_multiple_of`, so little compute goes to padding. With `length_buckets`, the
+  padded lengths are instead a few fixed ones chosen from the split's length
+  distribution (`bucket_widths`): XLA compiles a step once per shape.
 - "dynamic": random batches, each padded to its longest example (what
   `DataCollatorWithPadding` does).
 - "max_length": the tutorial's recipe: examples padded to `max_length` at tokenization,
@@ -61,6 +62,7 @@ class Batches:
         dataset: `(features, labels)` batches; for training, every epoch back to back.
         steps: Batches per epoch.
         epoch_padding: Padding statistics of each epoch (one entry for evaluation).
+        widths: The padded length of each batch the dataset yields, in order.
         order: For evaluation, the split index of each example in the order the
             batches yield them; `restore_order` puts predictions back in split order.
     """
@@ -68,6 +70,7 @@ class Batches:
     dataset: tf.data.Dataset
     steps: int
     epoch_padding: list[PaddingStats]
+    widths: list[int] | None = None
     order: np.ndarray | None = None
 
     def restore_order(self, values: np.ndarray) -> np.ndarray:
@@ -94,6 +97,8 @@ class BatchRecipe:
         global_batch: Examples per batch, over every replica.
         max_length: Tokens per example at most.
         pad_to_multiple_of: Batch widths are rounded up to a multiple of this.
+        length_buckets: Pad every batch to one of at most this many lengths
+            (`bucket_widths`); 0 pads each batch to its own longest example.
     """
 
     padding: str
@@ -102,6 +107,7 @@ class BatchRecipe:
     global_batch: int
     max_length: int
     pad_to_multiple_of: int = 1
+    length_buckets: int = 0
 
     def batches(
         self, split: datasets.Dataset, epochs: int = 1, seed: int | None = None, first_step=0
@@ -128,6 +134,7 @@ class BatchRecipe:
             seed=seed,
             pad_to_multiple_of=self.pad_to_multiple_of,
             max_length=self.max_length,
+            length_buckets=self.length_buckets,
             first_step=first_step,
         )
 
@@ -208,6 +215,48 @@ def padded_width(longest: int, multiple: int, cap: int) -> int:
     return max(longest, min(rounded, cap))
 
 
+def bucket_widths(widths: np.ndarray, sizes: np.ndarray, count: int) -> np.ndarray:
+    """Returns at most `count` padded lengths that hold every batch at the least padding.
+
+    Each batch is then padded to the shortest of them that holds it (`to_buckets`), so
+    a run feeds the model at most `count` lengths: XLA compiles each once, where
+    unbounded lengths made it compile nearly every step. The choice is exact: a
+    dynamic program over the distinct widths minimises the tokens fed,
+    `sum(size * bucket)`. The longest width is always a bucket.
+
+    Args:
+        widths: The length each batch needs (its longest example, rounded).
+        sizes: The examples in each batch.
+        count: Buckets at most (at least 1).
+    """
+    values, inverse = np.unique(np.asarray(widths, np.int64), return_inverse=True)
+    if len(values) <= count:
+        return values
+    # upto[j]: examples in the batches that need values[j] or less.
+    upto = np.cumsum(np.bincount(inverse, weights=np.asarray(sizes, np.float64)))
+    # cost[j]: fewest tokens that feed the batches needing values[:j + 1] when the
+    # longest bucket is values[j]; with one bucket, that is all of them at values[j].
+    cost = values * upto
+    rows, columns = np.indices((len(values), len(values)))
+    choices = []
+    for _ in range(count - 1):
+        # One more bucket: values[j] above the best buckets ending at values[i], i < j.
+        total = cost[None, :] + values[:, None] * (upto[:, None] - upto[None, :])
+        total = np.where(columns < rows, total, np.inf)
+        below = total.argmin(axis=1)
+        cost = total[np.arange(len(values)), below]
+        choices.append(below)
+    chosen = [len(values) - 1]
+    for below in reversed(choices):
+        chosen.append(int(below[chosen[-1]]))
+    return values[sorted(chosen)]
+
+
+def to_buckets(widths: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    """Returns each width raised to the shortest bucket that holds it."""
+    return buckets[np.searchsorted(buckets, widths)]
+
+
 def grouped_batches(
     split: datasets.Dataset,
     input_names: list[str],
@@ -219,6 +268,7 @@ def grouped_batches(
     seed: int | None = None,
     pad_to_multiple_of: int = 1,
     max_length: int | None = None,
+    length_buckets: int = 0,
     first_step: int = 0,
 ) -> Batches:
     """Returns length-grouped (or random) batches padded inside the graph.
@@ -235,6 +285,9 @@ def grouped_batches(
             order (evaluation) and plans one pass.
         pad_to_multiple_of: Round each batch's length up to a multiple of this.
         max_length: Rounding never pads past this length.
+        length_buckets: Pad to at most this many lengths, chosen from the first
+            epoch's batches (`bucket_widths`); a partial batch takes the longest, so
+            it adds no shape of its own. 0 pads each batch to its own longest.
         first_step: Leave out the first this many batches of the plan: a resumed run
             continues with exactly the batches an uninterrupted run would feed next.
     """
@@ -246,6 +299,19 @@ def grouped_batches(
         [padded_width(int(lengths[b].max()), pad_to_multiple_of, cap) for b in plan]
         for plan in plans
     ]
+    if length_buckets:
+        # Every epoch holds the longest example, so the first epoch's longest bucket
+        # holds every epoch's batches; choosing from one epoch keeps the buckets of a
+        # run whose epochs are raised on resume.
+        sizes = [len(b) for b in plans[0]]
+        buckets = bucket_widths(np.array(widths[0]), np.array(sizes), length_buckets)
+        widths = [
+            [
+                int(buckets[-1]) if len(b) < batch_size else int(to_buckets(w, buckets))
+                for w, b in zip(plan_widths, plan, strict=True)
+            ]
+            for plan, plan_widths in zip(plans, widths, strict=True)
+        ]
     stats = [
         PaddingStats(
             examples=len(lengths),
@@ -259,7 +325,13 @@ def grouped_batches(
         raw, lengths, labels, input_names, pad_values, plans, widths, first_step
     )
     order = np.concatenate(plans[0]) if seed is None else None
-    return Batches(dataset=dataset, steps=len(plans[0]), epoch_padding=stats, order=order)
+    return Batches(
+        dataset=dataset,
+        steps=len(plans[0]),
+        epoch_padding=stats,
+        widths=list(itertools.chain.from_iterable(widths))[first_step:],
+        order=order,
+    )
 
 
 class TokenRows:

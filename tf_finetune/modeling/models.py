@@ -177,11 +177,57 @@ def compile_model(
     optimization.create_slots(model.optimizer, variables)
 
 
+def hidden_size(model_config) -> int | None:
+    """The width of the model's layers: `hidden_size`, or DistilBERT's `dim`."""
+    return getattr(model_config, "hidden_size", None) or getattr(model_config, "dim", None)
+
+
+def float32_copy(model):
+    """Returns `model` computing in float32: itself, or a copy with its trained weights.
+
+    Under a mixed precision policy the weights are float32 and the layers compute in
+    float16 or bfloat16. The report and the export use this copy, so they score and
+    serve the weights at full precision, as any float32 consumer will.
+    """
+    if model.compute_dtype == "float32":
+        return model
+    import tf_keras
+    from transformers import TFAutoModelForSequenceClassification
+
+    previous = tf_keras.mixed_precision.global_policy()
+    tf_keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = TFAutoModelForSequenceClassification.from_config(model.config)
+        copy.build_in_name_scope()
+    finally:
+        tf_keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def use_xla_train_step(model) -> None:
-    """Sets the model's train step to `optimization.xla_train_step` of its variables now."""
+    """Compiles the model's train and predict steps with XLA, of its trainable variables now.
+
+    The train step is `optimization.xla_train_step`; the predict step's forward pass
+    is compiled too, so validation and the report run the same compiled model. XLA
+    compiles once per batch shape: feed few lengths (`length_buckets`).
+    """
+    import tensorflow as tf
+    from tf_keras.src.engine import data_adapter
+
     from tf_finetune.modeling import optimization
 
     model.train_step = optimization.xla_train_step(model)
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def forward(features):
+        return {"logits": model(features, training=False).logits}
+
+    def predict_step(data):
+        features, _, _ = data_adapter.unpack_x_y_sample_weight(data)
+        return forward(features)
+
+    model.predict_step = predict_step
 
 
 def _has_safe_weights(model_path: str) -> bool:

@@ -51,3 +51,25 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# CPU flags of bfloat16 matrix instructions: AVX-512 BF16 (AMD Zen 4 on, Intel Cooper
+# Lake on) and AMX (Intel Sapphire Rapids on).
+_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (from /proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_bfloat16_matmul() -> bool:
+    """Whether the CPU multiplies bfloat16 matrices in hardware (AVX512_BF16 or AMX)."""
+    return any(flag in cpu_flags() for flag in _BFLOAT16_FLAGS)

@@ -80,6 +80,7 @@ def train(
     start: checkpointing.ResumePoint,
     verbose: int = 0,
     extra_callbacks=(),
+    compiles_per_shape: bool = False,
 ):
     """Fits a compiled model, evaluating on validation after each epoch.
 
@@ -107,7 +108,7 @@ def train(
         TrainingInterrupted: SIGTERM or Ctrl-C arrived; a checkpoint was saved first.
         TrainingDiverged: The loss became NaN or infinite.
     """
-    meter = throughput.SpeedMeter(train_batches)
+    meter = throughput.SpeedMeter(train_batches, compiles_per_shape)
     scorer = summaries.ValidationSummaries(
         validation.batches, validation.labels, validation.texts, validation.label_names, log_dir
     )

@@ -33,13 +33,20 @@ class SpeedMeter(tf_keras.callbacks.Callback):
     Args:
         batches: The training `tf_data.Batches`, whose `stats(epoch)` gives the
             examples and real and padded tokens of each epoch.
+        compiles_per_shape: The train step is compiled for each new batch shape (XLA):
+            the first step of every padded length counts as compiling, not as a step.
     """
 
-    def __init__(self, batches):
+    def __init__(self, batches, compiles_per_shape: bool = False):
         super().__init__()
         self._batches = batches
+        self._widths = batches.widths if compiles_per_shape else None
         self.step_seconds: list[float] = []
         self.first_step_seconds: float | None = None
+        # The first step of each batch length, and the other steps of each length.
+        self._first_of: dict[int, float] = {}
+        self._later_of: dict[int, list[float]] = {}
+        self._steps = 0
         self._epoch_seconds = 0.0
         self._carried = 0.0
 
@@ -61,9 +68,15 @@ class SpeedMeter(tf_keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         seconds = time.perf_counter() - self._step_start
         self._epoch_seconds += seconds
+        # Without per-shape compiling, every step is of one kind: key 0.
+        width = self._widths[self._steps] if self._widths is not None else 0
+        self._steps += 1
         if self.first_step_seconds is None:
             self.first_step_seconds = seconds
+        if width not in self._first_of:
+            self._first_of[width] = seconds
         else:
+            self._later_of.setdefault(width, []).append(seconds)
             self.step_seconds.append(seconds)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -80,11 +93,18 @@ class SpeedMeter(tf_keras.callbacks.Callback):
 
     @property
     def tracing_seconds(self) -> float:
-        """First-step time beyond a typical step: tracing and graph optimisation."""
-        if self.first_step_seconds is None:
-            return 0.0
+        """Time the first step of each shape took beyond a typical step of its shape:
+        tracing, graph optimisation and, under XLA, compiling."""
         typical = float(np.median(self.step_seconds)) if self.step_seconds else 0.0
-        return max(self.first_step_seconds - typical, 0.0)
+        return sum(
+            max(first - float(np.median(self._later_of.get(width, [typical]))), 0.0)
+            for width, first in self._first_of.items()
+        )
+
+    @property
+    def compiled_shapes(self) -> int:
+        """The batch shapes the train step was compiled for (1 unless per shape)."""
+        return len(self._first_of)
 
 
 def summarize(history: dict, meter: SpeedMeter, batches, model) -> dict:
@@ -110,6 +130,7 @@ def summarize(history: dict, meter: SpeedMeter, batches, model) -> dict:
         "padded_tokens_per_second": padded / seconds if seconds else 0.0,
         "padding_share": 1.0 - real / padded if padded else 0.0,
         "tracing_seconds": meter.tracing_seconds,
+        "compiled_shapes": meter.compiled_shapes,
         "median_step_seconds": float(np.median(meter.step_seconds)) if meter.step_seconds else None,
         **steady_rate(
             meter.step_seconds, math.ceil(stats[0].examples / batches.steps) if stats else 0
@@ -136,7 +157,7 @@ def steady_rate(step_seconds: list[float], batch: int) -> dict:
     comparison must exceed to call one model faster.
 
     Args:
-        step_seconds: Time of each step after the first.
+        step_seconds: Time of each step after the first (of its shape, under XLA).
         batch: Examples per step (the global batch).
 
     Returns:
@@ -161,9 +182,14 @@ def describe(stats: dict) -> str:
         f"{stats['samples_per_second']:.1f} samples/s, "
         f"{stats['real_tokens_per_second']:,.0f} real tokens/s, "
         f"{100 * stats['padding_share']:.1f}% padding, "
-        f"{stats['tracing_seconds']:.1f} s tracing, "
+        f"{stats['tracing_seconds']:.1f} s tracing"
+        f"{_shapes(stats.get('compiled_shapes'))}, "
         f"peak memory {stats['peak_rss_mib']:,.0f} MiB."
     )
+
+
+def _shapes(count: int | None) -> str:
+    return f" and compiling ({count} batch shapes)" if count and count > 1 else ""
 
 
 def _tracing_count(model) -> int | None:
