@@ -9,6 +9,8 @@ Training, all-MiniLM-L6-v2 on the same rotten_tomatoes rows, batch 32, Adam 5e-5
   trainer      transformers' PyTorch Trainer
 Inference, texts/s at batch 1 and 64: the exported SavedModel on raw text, the PyTorch
 model in eager mode, Keras `predict` on token ids.
+Each recipe's GFLOP/s on real tokens is set against the machine's float32 and bfloat16
+matmul peaks, probed first; wall time against the tutorial's is the whole-process ratio.
 
 Each recipe runs in a process of its own; wall time and peak RSS are the process's.
 """
@@ -26,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = Path(__file__).resolve().parent / "recipes.py"
@@ -53,24 +57,60 @@ def run_child(command: list[str], out: Path | None = None) -> dict:
     return result
 
 
-def train_rows(name: str, result: dict, baseline: dict | None) -> list[str]:
+def train_rows(name: str, result: dict, baseline: dict | None, peak: float) -> list[str]:
+    """One recipe's row; `peak` is the machine's float32 matmul GFLOP/s."""
     seconds = result["train_seconds"]
     samples = result["train_samples"] / seconds
     speedup = samples / (baseline["train_samples"] / baseline["train_seconds"]) if baseline else 1
+    whole = baseline["wall_seconds"] / result["wall_seconds"] if baseline else 1
     padding = 1 - result["real_tokens"] / result["padded_tokens"]
+    achieved = achieved_gflops(result)
     return [
         name,
         f"{samples:.1f}",
         f"{speedup:.2f}x",
         f"{result['real_tokens'] / seconds:,.0f}",
-        f"{result['padded_tokens'] / seconds:,.0f}",
         f"{100 * padding:.1f}%",
+        f"{achieved:.0f} ({100 * achieved / peak:.0f}%)",
         f"{seconds:.0f}",
         f"{result['wall_seconds']:.0f}",
+        f"{whole:.2f}x",
         str(result["traced_train_functions"]),
         f"{result['val_accuracy']:.4f}",
         f"{result['peak_rss_mib']:,.0f}",
     ]
+
+
+def achieved_gflops(result: dict) -> float:
+    """GFLOP/s a recipe spent on real tokens, at MiniLM's training FLOPs per token."""
+    from transformers import AutoConfig
+
+    from tf_finetune.training import efficiency
+
+    config = AutoConfig.from_pretrained(minilm_path())
+    length = result["padded_tokens"] / result["train_samples"]
+    per_token = efficiency.flops_per_token(config, length)
+    return per_token * result["real_tokens"] / result["train_seconds"] / 1e9
+
+
+def minilm_path() -> str:
+    sys.path.insert(0, str(RECIPES.parent))
+    from recipes import minilm_path as path
+
+    return path()
+
+
+def matmul_peaks() -> dict:
+    """The machine's float32 and bfloat16 matmul peaks, probed in a quiet child process."""
+    code = (
+        "import json; from tf_finetune.training import efficiency as e; "
+        "print(json.dumps({d: e._probe('CPU', d) for d in ('float32', 'bfloat16')}))"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -97,6 +137,9 @@ def fit_result(run_dir: Path) -> dict:
         "traced_train_functions": stats["traced_train_functions"],
         "val_accuracy": stats["per_epoch"][-1]["val_accuracy"],
         "tracing_seconds": stats["tracing_seconds"],
+        "precision": yaml.safe_load((run_dir / "fit_config.yaml").read_text(encoding="utf-8"))[
+            "mixed_precision"
+        ],
     }
 
 
@@ -111,6 +154,8 @@ def main() -> None:
     data = str(Path(args.data).resolve())
     common = ["--data", data, "--rows", str(args.rows), "--epochs", str(args.epochs)]
     started = time.perf_counter()
+    print("matmul peaks ...", flush=True)
+    peaks = matmul_peaks()
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -150,26 +195,31 @@ def main() -> None:
             )  # fmt: skip
 
     total = time.perf_counter() - started
-    write_report(args, results, inference, total)
+    write_report(args, results, inference, total, peaks)
 
 
-def write_report(args, results: dict, inference: dict, total: float) -> None:
+def write_report(args, results: dict, inference: dict, total: float, peaks: dict) -> None:
     import tensorflow as tf
     import torch
     import transformers
 
     header = [
-        "recipe", "train samples/s", "vs tutorial", "real tokens/s", "padded tokens/s",
-        "padding", "train s", "wall s", "traced train fns", "val acc", "peak RSS MiB",
+        "recipe", "train samples/s", "vs tutorial", "real tokens/s", "padding",
+        "GFLOP/s on real tokens (of f32 peak)", "train s", "wall s", "wall vs tutorial",
+        "traced train fns", "val acc", "peak RSS MiB",
     ]  # fmt: skip
-    base = results["tutorial"]
+    base, fit = results["tutorial"], results["fit"]
+    peak = peaks["float32"]
     training = table(
         header,
         [
-            train_rows("tutorial Keras recipe (max_length 78)", base, None),
-            train_rows("tf-finetune fit (defaults)", results["fit"], base),
-            train_rows("PyTorch Trainer", results["trainer"], base),
+            train_rows("tutorial Keras recipe (max_length 78)", base, None, peak),
+            train_rows(f"tf-finetune fit (defaults: {fit['precision']})", fit, base, peak),
+            train_rows("PyTorch Trainer", results["trainer"], base, peak),
         ],
+    )
+    fit_dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(
+        fit["precision"], "float32"
     )
     inference_table = table(
         ["engine", "texts/s, batch 1", "texts/s, batch 64", "peak RSS MiB"],
@@ -197,8 +247,13 @@ SavedModel export.
 
 {training}
 
-tf-finetune's first step, tracing included, took {results["fit"]["tracing_seconds"]:.1f} s
-longer than a typical step.
+The machine's matmul peak (MiniLM's FFN shape, best of 5 rounds, probed first in a
+process of its own): float32 {peaks["float32"]:.0f} GFLOP/s, bfloat16 {peaks["bfloat16"]:.0f}.
+GFLOP/s count MiniLM's training FLOPs per real token (`efficiency.flops_per_token`).
+tf-finetune trained in {fit_dtype}: {achieved_gflops(fit):.0f} GFLOP/s is
+{100 * achieved_gflops(fit) / peaks.get(fit_dtype, peak):.0f}% of the {fit_dtype} peak.
+Its first step, tracing included, took {fit["tracing_seconds"]:.1f} s longer than a typical
+step.
 
 Inference, texts per second from raw text to probabilities (Keras: from token ids):
 

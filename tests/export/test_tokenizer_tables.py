@@ -66,3 +66,30 @@ def test_added_tokens_that_are_not_special_are_refused_by_name(tiny_checkpoint):
         UnsupportedTokenizer, match=r"added tokens that are not special \(<movie>\)"
     ):
         read_tables(tokenizer)
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_batched_probes_read_what_each_code_point_alone_gives(monkeypatch, lowercase):
+    from tokenizers import normalizers, pre_tokenizers
+
+    from tf_finetune.export import tokenizer_tables
+
+    # Every 11th code point, and the ones near the separators and the tricky cases:
+    # the separator itself, whitespace, controls, accents, final sigma, dotted I, CJK.
+    tricky = " \t\n\r\x00\x7f|!a\u0301\u00c9\u03a3\u0130\u4e2d\ufeff\U0001f600\U00020000"
+    codes = sorted({*range(0, 0x110000, 11), *map(ord, tricky)} - set(range(0xD800, 0xE000)))
+    monkeypatch.setattr(tokenizer_tables, "_code_points", lambda: iter(codes))
+    monkeypatch.setattr(tokenizer_tables, "_PROBE_BATCH", 1000)
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    alone = {}
+    for code in codes:
+        out = normalizer.normalize_str(chr(code))
+        if out != chr(code):
+            alone[chr(code)] = out
+    split = [c for c in codes if len(pre_tokenizer.pre_tokenize_str(f"a{chr(c)}a")) == 3]
+    assert tokenizer_tables.normalized_alone.__wrapped__(normalizer) == alone
+    assert tokenizer_tables._punctuation_ranges.__wrapped__(pre_tokenizer) == (
+        tokenizer_tables._ranges(split)
+    )
+    assert "!" in "".join(chr(c) for c in split) and alone["\u4e2d"] == " \u4e2d "
