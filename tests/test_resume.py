@@ -208,6 +208,36 @@ def test_resume_refuses_changed_model_or_data_settings(crashed):
         fit(load_config(overrides=options), resume=True)
 
 
+def test_a_run_resumes_with_the_auto_choices_it_began_with(crashed, monkeypatch, caplog):
+    import yaml
+
+    from tf_finetune.runtime import distribution
+
+    options = crashed
+    # Begun by a version without length buckets, and whose "auto" precision was float32
+    # where this one picks bfloat16.
+    stored_path = Path(_run_path(options)) / "fit_config.yaml"
+    stored = yaml.safe_load(stored_path.read_text())
+    assert stored["mixed_precision"] == "float32"
+    del stored["length_buckets"]
+    stored_path.write_text(yaml.safe_dump(stored, sort_keys=False))
+    newer = distribution.resolve_precision
+    monkeypatch.setattr(
+        distribution,
+        "resolve_precision",
+        lambda setting, hidden=None: "mixed_bfloat16" if setting == "auto" else newer(setting),
+    )
+    # Asked for outright, another precision is still a change.
+    with pytest.raises(ConfigError, match="mixed_precision: 'float32' -> 'mixed_bfloat16'"):
+        fit(load_config(overrides=dict(options, mixed_precision="mixed_bfloat16")), resume=True)
+    with caplog.at_level(logging.INFO, logger="tf_finetune"):
+        resumed = fit(load_config(overrides=options), resume=True)
+    assert resumed.stats["optimizer_steps"] == TOTAL_STEPS
+    assert "run began with: mixed_precision float32" in caplog.text
+    written = yaml.safe_load(stored_path.read_text())
+    assert (written["mixed_precision"], written["length_buckets"]) == ("float32", 0)
+
+
 def test_more_epochs_may_be_given_on_resume(crashed):
     options = crashed
     resumed = fit(load_config(overrides=dict(options, epochs=5)), resume=True)

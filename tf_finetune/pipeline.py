@@ -150,8 +150,10 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     _seed(config)
     inputs = load_inputs(config, clock)
     resolved = resolve_config(config, inputs, strategy, run)
-    plan = plan_batches(resolved, inputs, strategy)
     stored = load_config(run.source / CONFIG_NAME) if run.resuming else None
+    if stored is not None:
+        stored, resolved = _as_begun(config, stored, resolved)
+    plan = plan_batches(resolved, inputs, strategy)
     if stored is not None:
         _check_resumable(run.source, stored, resolved, plan.fingerprint)
     clock.lap("plan")
@@ -554,6 +556,32 @@ def _finished(config: FitConfig, epoch: int, history: dict) -> bool:
     values = history.get(config.monitor, [])
     stopped = best_epoch.patience_exhausted(values, config.monitor, config.early_stopping_patience)
     return epoch >= config.epochs or stopped
+
+
+# Settings whose "auto" a newer tf_finetune may resolve otherwise (bfloat16 on CPUs that
+# have it came after float32 everywhere): a resumed run keeps what it began with.
+_KEPT_ON_RESUME = ("mixed_precision", "length_buckets")
+
+
+def _as_begun(config: FitConfig, stored: FitConfig, resolved: FitConfig):
+    """Returns the stored and the resolved settings, the `auto` choices as the run began.
+
+    A run begun before `length_buckets` existed stored none (read back as "auto"): it
+    padded each batch to its own longest.
+    """
+    if stored.length_buckets == "auto":
+        stored = dataclasses.replace(stored, length_buckets=0)
+    kept = {
+        name: getattr(stored, name)
+        for name in _KEPT_ON_RESUME
+        if getattr(config, name) == "auto" and getattr(resolved, name) != getattr(stored, name)
+    }
+    if kept:
+        logger.info(
+            "Resuming with the settings the run began with: %s.",
+            ", ".join(f"{name} {value}" for name, value in kept.items()),
+        )
+    return stored, dataclasses.replace(resolved, **kept)
 
 
 def _check_resumable(path: Path, stored: FitConfig, resolved: FitConfig, fingerprint) -> None:
