@@ -64,6 +64,30 @@ def test_a_kept_peak_a_run_exceeded_is_measured_again_and_the_higher_kept(tmp_pa
     assert list(json.loads((tmp_path / "machine.json").read_text()).values()) == [180.0]
 
 
+def test_each_run_times_one_short_round_and_a_low_kept_peak_rises(tmp_path, monkeypatch):
+    calls, quick = [], {"rate": 0.0}
+
+    def probe(device, dtype, seconds=None, rounds=5):
+        calls.append(rounds)
+        return 100.0 if rounds == 5 else quick["rate"]  # the full probe: a busy moment
+
+    monkeypatch.setenv("TF_FINETUNE_CACHE", str(tmp_path))
+    monkeypatch.setattr(efficiency, "_probe", probe)
+    monkeypatch.setattr(efficiency, "_probed", {})
+    efficiency.probe_before_training("float32")  # no kept peak: the full probe
+    assert calls == [5] and efficiency.matmul_peak("CPU", "float32") == 100.0
+    for rate, kept in ((150.0, 150.0), (120.0, 150.0)):  # a higher round raises it
+        monkeypatch.setattr(efficiency, "_probed", {})  # the next run's process
+        calls.clear()
+        quick["rate"] = rate
+        efficiency.probe_before_training("float32")
+        assert calls == [1]
+        assert efficiency.matmul_peak("CPU", "float32") == kept
+    efficiency.probe_before_training("float32")  # the same process again: no probe
+    assert calls == [1]
+    assert list(json.loads((tmp_path / "machine.json").read_text()).values()) == [150.0]
+
+
 def test_the_probe_measures_a_real_rate_and_figures_follow_from_it(monkeypatch):
     monkeypatch.setattr(efficiency, "_PROBE_SECONDS", 0.2)
     monkeypatch.setenv("TF_FINETUNE_CACHE", "off")

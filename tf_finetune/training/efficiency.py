@@ -4,7 +4,8 @@ The machine's peak is measured, not looked up: a short probe times matrix produc
 a transformer's shapes on the training device and precision, and the result is kept
 per machine in `$TF_FINETUNE_CACHE/machine.json` (next to the token cache), so only
 the first run on a machine pays the ~2 s. The probe keeps its best of 5 rounds, but a
-machine busy throughout gives a low peak: delete the file to probe again.
+machine busy throughout gives a low peak: each later run probes one short round
+before training and keeps the higher figure, so a low one rises to the machine's own.
 
 The model's work is counted from its config. Per token and layer, a forward pass costs
 2 x (4 d^2 + 2 d f) for the projections and the feed-forward block, plus 4 s d for
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 _PROBE_SECONDS = 1.5
 _PROBE_ROUNDS = 5
+_QUICK_PROBE_SECONDS = 0.3  # one round, before each run's training once a peak is kept
 _PROBE_SHAPES = {"CPU": (2048, 384, 1536), "GPU": (8192, 1024, 4096)}  # m, k, n
 _probed: dict[str, float] = {}  # peaks measured by this process, by key
 
@@ -63,22 +65,12 @@ def matmul_peak(device: str = "CPU", dtype: str = "float32", exceeded: float = 0
         exceeded: GFLOP/s a run achieved. A kept peak below it was measured while the
             machine was busy: it is measured again, and the higher figure kept.
     """
-    key = f"{_machine()}|{device}|{dtype}|tf {tf.__version__}"
-    path = _cache_file()
+    key = _key(device, dtype)
     # This process's own figure first: the cache folder may be off.
-    kept = _probed.get(key) or _read(path).get(key)
+    kept = _probed.get(key) or _read(_cache_file()).get(key)
     if kept is not None and kept >= exceeded:
         return kept
-    peak = _probed[key] = max(kept or 0.0, _probe(device, dtype))
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(_read(path) | {key: peak}, indent=2), encoding="utf-8")
-            tmp.replace(path)
-        except OSError as error:  # the figure is still right; it is only measured again
-            logger.warning("Cannot keep the matmul probe in %s (%s).", path, short_reason(error))
-    return peak
+    return _keep(key, max(kept or 0.0, _probe(device, dtype)))
 
 
 def figures(stats: dict, model_config, precision: str, replicas: int) -> dict:
@@ -111,11 +103,44 @@ def figures(stats: dict, model_config, precision: str, replicas: int) -> dict:
 
 
 def probe_before_training(precision: str) -> None:
-    """Measures the peak now, if this machine has none kept, while nothing else runs.
+    """Measures the peak now, while nothing else runs, once per process.
 
-    After training, the input pipeline's threads may still be busy and lower it.
+    A machine with no kept peak gets the full probe. Otherwise one short round is timed
+    and the higher figure kept: a peak first measured on a busy machine rises to what
+    the machine can do. After training, the input pipeline's threads may still be busy.
     """
-    matmul_peak(_device(), _dtype(precision))
+    device, dtype = _device(), _dtype(precision)
+    key = _key(device, dtype)
+    if key in _probed:
+        return
+    kept = _read(_cache_file()).get(key)
+    if kept is None:
+        matmul_peak(device, dtype)
+        return
+    quick = _probe(device, dtype, seconds=_QUICK_PROBE_SECONDS, rounds=1)
+    if quick > kept:
+        _keep(key, quick)
+    else:
+        _probed[key] = kept
+
+
+def _key(device: str, dtype: str) -> str:
+    return f"{_machine()}|{device}|{dtype}|tf {tf.__version__}"
+
+
+def _keep(key: str, peak: float) -> float:
+    """Keeps `peak` for this process and, where there is a cache folder, the machine."""
+    _probed[key] = peak
+    path = _cache_file()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(_read(path) | {key: peak}, indent=2), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as error:  # the figure is still right; it is only measured again
+            logger.warning("Cannot keep the matmul probe in %s (%s).", path, short_reason(error))
+    return peak
 
 
 def _device() -> str:
@@ -138,7 +163,10 @@ def describe(stats: dict) -> str | None:
     )
 
 
-def _probe(device: str, dtype: str) -> float:
+def _probe(
+    device: str, dtype: str, seconds: float | None = None, rounds: int = _PROBE_ROUNDS
+) -> float:
+    seconds = _PROBE_SECONDS if seconds is None else seconds
     m, k, n = _PROBE_SHAPES.get(device, _PROBE_SHAPES["CPU"])
     with tf.device(f"/{device}:0"):
         a = tf.random.normal((m, k), dtype=tf.float32)
@@ -151,9 +179,9 @@ def _probe(device: str, dtype: str) -> float:
 
         product(a, b).numpy()  # trace and warm up
         rates = []
-        for _ in range(_PROBE_ROUNDS):  # the best round: a busy moment is not the peak
+        for _ in range(rounds):  # the best round: a busy moment is not the peak
             calls, started = 0, time.perf_counter()
-            while time.perf_counter() - started < _PROBE_SECONDS / _PROBE_ROUNDS:
+            while time.perf_counter() - started < seconds / rounds:
                 product(a, b).numpy()
                 calls += 1
             rates.append(2.0 * m * k * n * calls / (time.perf_counter() - started) / 1e9)
