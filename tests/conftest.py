@@ -234,3 +234,22 @@ def full_disk(tmp_path):
         yield mount
     finally:
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
+
+
+# The longest test files (a minute or more each on 2 cores), run first: each file runs
+# whole on one xdist worker (`--dist loadfile`), and when these came last, in collection
+# order, one worker ran them alone for minutes while the other sat idle.
+LONGEST_FILES = (
+    "test_multi_worker.py",
+    "test_mirrored.py",
+    "test_resume_signals.py",
+    "test_resume.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+
+    items.sort(key=rank)  # stable: the order within and among the other files is kept
