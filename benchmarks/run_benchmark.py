@@ -83,6 +83,7 @@ def train_rows(name: str, result: dict, baseline: dict | None, peak: float) -> l
 
 def achieved_gflops(result: dict) -> float:
     """GFLOP/s a recipe spent on real tokens, at MiniLM's training FLOPs per token."""
+    from recipes import minilm_path  # beside this script, so on its path
     from transformers import AutoConfig
 
     from tf_finetune.training import efficiency
@@ -91,13 +92,6 @@ def achieved_gflops(result: dict) -> float:
     length = result["padded_tokens"] / result["train_samples"]
     per_token = efficiency.flops_per_token(config, length)
     return per_token * result["real_tokens"] / result["train_seconds"] / 1e9
-
-
-def minilm_path() -> str:
-    sys.path.insert(0, str(RECIPES.parent))
-    from recipes import minilm_path as path
-
-    return path()
 
 
 def matmul_peaks() -> dict:
@@ -203,6 +197,8 @@ def write_report(args, results: dict, inference: dict, total: float, peaks: dict
     import torch
     import transformers
 
+    from tf_finetune.training import efficiency
+
     header = [
         "recipe", "train samples/s", "vs tutorial", "real tokens/s", "padding",
         "GFLOP/s on real tokens (of f32 peak)", "train s", "wall s", "wall vs tutorial",
@@ -218,9 +214,7 @@ def write_report(args, results: dict, inference: dict, total: float, peaks: dict
             train_rows("PyTorch Trainer", results["trainer"], base, peak),
         ],
     )
-    fit_dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(
-        fit["precision"], "float32"
-    )
+    fit_dtype = efficiency.precision_dtype(fit["precision"])
     inference_table = table(
         ["engine", "texts/s, batch 1", "texts/s, batch 64", "peak RSS MiB"],
         [

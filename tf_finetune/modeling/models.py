@@ -191,16 +191,13 @@ def float32_copy(model):
     """
     if model.compute_dtype == "float32":
         return model
-    import tf_keras
     from transformers import TFAutoModelForSequenceClassification
 
-    previous = tf_keras.mixed_precision.global_policy()
-    tf_keras.mixed_precision.set_global_policy("float32")
-    try:
+    from tf_finetune.runtime import distribution
+
+    with distribution.precision_policy("float32"):
         copy = TFAutoModelForSequenceClassification.from_config(model.config)
         copy.build_in_name_scope()
-    finally:
-        tf_keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(model.get_weights())
     return copy
 

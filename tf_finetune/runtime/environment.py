@@ -43,14 +43,7 @@ def _major(version: str) -> int:
 
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 # CPU flags of bfloat16 matrix instructions: AVX-512 BF16 (AMD Zen 4 on, Intel Cooper
@@ -60,16 +53,21 @@ _BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (from /proc/cpuinfo; empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cpu_has_bfloat16_matmul() -> bool:
     """Whether the CPU multiplies bfloat16 matrices in hardware (AVX512_BF16 or AMX)."""
     return any(flag in cpu_flags() for flag in _BFLOAT16_FLAGS)
+
+
+def _cpuinfo(field: str) -> str | None:
+    """The first CPU's `field` in /proc/cpuinfo; None where there is no such file or line."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None

@@ -89,7 +89,7 @@ def figures(stats: dict, model_config, precision: str, replicas: int) -> dict:
     per_token = flops_per_token(model_config, length)
     if per_token is None or not padded:
         return {}
-    dtype = _dtype(precision)
+    dtype = precision_dtype(precision)
     achieved = per_token * stats["real_tokens_per_second"] / 1e9
     peak = matmul_peak(_device(), dtype, exceeded=achieved / replicas) * replicas
     return {
@@ -109,7 +109,7 @@ def probe_before_training(precision: str) -> None:
     and the higher figure kept: a peak first measured on a busy machine rises to what
     the machine can do. After training, the input pipeline's threads may still be busy.
     """
-    device, dtype = _device(), _dtype(precision)
+    device, dtype = _device(), precision_dtype(precision)
     key = _key(device, dtype)
     if key in _probed:
         return
@@ -147,7 +147,8 @@ def _device() -> str:
     return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
 
 
-def _dtype(precision: str) -> str:
+def precision_dtype(precision: str) -> str:
+    """The dtype the matmuls of a Keras precision policy run in."""
     return {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(precision, "float32")
 
 
