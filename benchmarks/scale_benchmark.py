@@ -140,7 +140,7 @@ def child(args) -> None:
         peak_rss_gib=first["peak_gib"],
         steady_rss_gib=rss_gib(),
         run_peak_gib=peak_gib(),
-        truncated=tokens.truncated_train,
+        truncated=tokens.truncated["train"],
     )
     if args.two_passes:
         figures.update(two_passes(inputs.tokenizer, args.train, tokens.max_length, args))

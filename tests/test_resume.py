@@ -176,12 +176,12 @@ def test_a_run_resumes_with_the_auto_choices_it_began_with(crashed, monkeypatch,
     from tf_finetune.runtime import distribution
 
     options = crashed
-    # Begun by a version without length buckets, and whose "auto" precision was float32
-    # where this one picks bfloat16.
+    # Begun by a version without length buckets or truncation strategies, and whose
+    # "auto" precision was float32 where this one picks bfloat16.
     stored_path = Path(_run_path(options)) / "fit_config.yaml"
     stored = yaml.safe_load(stored_path.read_text())
-    assert stored["mixed_precision"] == "float32"
-    del stored["length_buckets"]
+    assert (stored["mixed_precision"], stored["truncation"]) == ("float32", "head")
+    del stored["length_buckets"], stored["truncation"]
     stored_path.write_text(yaml.safe_dump(stored, sort_keys=False))
     newer = distribution.resolve_precision
     monkeypatch.setattr(
@@ -198,6 +198,7 @@ def test_a_run_resumes_with_the_auto_choices_it_began_with(crashed, monkeypatch,
     assert "run began with: mixed_precision float32" in caplog.text
     written = yaml.safe_load(stored_path.read_text())
     assert (written["mixed_precision"], written["length_buckets"]) == ("float32", 0)
+    assert written["truncation"] == "head"
 
 
 def test_more_epochs_may_be_given_on_resume(crashed):

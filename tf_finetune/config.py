@@ -19,6 +19,7 @@ from tf_finetune.errors import ConfigError
 PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
 PACKAGED_DATASET = "packaged:rotten_tomatoes_critics"
 PADDING_CHOICES = ("grouped", "dynamic", "max_length")
+TRUNCATION_CHOICES = ("auto", "head", "tail", "head_tail")
 PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGY_CHOICES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZER_CHOICES = ("adam", "adamw")
@@ -120,6 +121,16 @@ class FitConfig:
         "text, capped at the model's limit.",
         cli_type="int_or_auto",
         minimum=8,
+        stage="tokens",
+        hparam=True,
+    )
+    truncation: str = _field(
+        "auto",
+        "Which tokens of a text longer than max_length are kept: 'head' (the first), "
+        "'tail' (the last), 'head_tail' (the first quarter and the last three quarters "
+        "of max_length), or 'auto' (the tokenizer's truncation_side: head unless it "
+        "says left). Training, the report and the export cut alike.",
+        choices=TRUNCATION_CHOICES,
         stage="tokens",
         hparam=True,
     )

@@ -266,6 +266,7 @@ def tokenize_inputs(config: FitConfig, data, model_path: str) -> Inputs:
         config.padding,
         tokenization.length_limit(tokenizer, model_config),
         tokenization.cache_directory(),
+        config.truncation,
     )
     # Later stages use the evaluation splits' texts only: the training texts go now.
     train = data.splits["train"]
@@ -293,6 +294,7 @@ def resolve_config(config: FitConfig, inputs: Inputs, strategy, run) -> FitConfi
     return dataclasses.replace(
         config,
         max_length=inputs.tokens.max_length,
+        truncation=inputs.tokens.truncation,
         pad_to_multiple_of=distribution.resolve_pad_multiple(config.pad_to_multiple_of),
         length_buckets=_length_buckets(config),
         mixed_precision=distribution.resolve_precision(
@@ -519,7 +521,14 @@ def evaluate(config, model, inputs: Inputs, plan: BatchPlan, trained: Trained) -
     y_true = tokens["labels"][:]
     report = scoring.build_report(y_true, probabilities, names)
     report["model_epoch"] = dataclasses.asdict(trained.chosen)
+    report["truncated"] = {
+        "texts": inputs.tokens.truncated[split],
+        "of": len(tokens),
+        "max_length": inputs.tokens.max_length,
+        "truncation": inputs.tokens.truncation,
+    }
     text = scoring.format_report(y_true, probabilities, names) + (
+        f"\n{scoring.describe_truncated(report['truncated'], split)}"
         f"\n{trained.chosen.describe()}\nPictures in {Path(config.output_dir) / config.run_name}: "
         f"{CONFUSION_PNG} ({split} split) and {CURVES_PNG} (loss and accuracy per epoch).\n"
     )
@@ -546,6 +555,7 @@ def export_model(run_path: Path, model, inputs: Inputs):
         tokenizer=inputs.tokenizer,
         max_length=inputs.tokens.max_length,
         text_pair=inputs.data.has_text_pair,
+        truncation=inputs.tokens.truncation,
     )
 
 
@@ -567,10 +577,13 @@ def _as_begun(config: FitConfig, stored: FitConfig, resolved: FitConfig):
     """Returns the stored and the resolved settings, the `auto` choices as the run began.
 
     A run begun before `length_buckets` existed stored none (read back as "auto"): it
-    padded each batch to its own longest.
+    padded each batch to its own longest. One begun before `truncation` cut texts on
+    the tokenizer's `truncation_side`, as "auto" still does.
     """
     if stored.length_buckets == "auto":
         stored = dataclasses.replace(stored, length_buckets=0)
+    if stored.truncation == "auto":  # begun before `truncation`: cut on the tokenizer's side
+        stored = dataclasses.replace(stored, truncation=resolved.truncation)
     kept = {
         name: getattr(stored, name)
         for name in _KEPT_ON_RESUME

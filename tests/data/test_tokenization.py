@@ -2,6 +2,7 @@
 
 import datasets
 import pytest
+from conftest import FILLER, NEGATIVE, POSITIVE
 
 from tf_finetune.data.tokenization import length_limit, load_tokenizer, tokenize
 from tf_finetune.errors import ModelError
@@ -39,7 +40,7 @@ def test_auto_is_capped_at_the_model_limit_and_counts_truncation(tokenizer):
     long = " ".join(["film"] * 100)
     tokens = tokenize(splits([long, "good"]), tokenizer, "auto", "dynamic", limit=64)
     assert tokens.max_length == 64
-    assert tokens.truncated_train == 1
+    assert tokens.truncated["train"] == 1
     assert len(tokens.splits["train"]["input_ids"][0]) == 64
 
 
@@ -55,7 +56,7 @@ def test_explicit_max_length_truncates_and_is_capped(tokenizer):
         splits(["the film was very dull and boring"]), tokenizer, 5, "dynamic", limit=64
     )
     assert len(tokens.splits["train"]["input_ids"][0]) == 5
-    assert tokens.truncated_train == 1
+    assert tokens.truncated["train"] == 1
     assert tokenize(splits(["good"]), tokenizer, 500, "dynamic", limit=64).max_length == 64
 
 
@@ -99,7 +100,7 @@ def test_one_pass_cuts_pairs_as_hugging_face_does(tokenizer):
         for name in ("input_ids", "token_type_ids"):
             assert tokens.splits["train"][name][:] == expected[name]
         longer = sum(len(ids) > max_length for ids in tokenizer(texts, pairs)["input_ids"])
-        assert tokens.truncated_train == longer
+        assert tokens.truncated["train"] == longer
 
 
 def test_a_second_run_reads_the_tokens_from_the_cache(tokenizer, tmp_path):
@@ -176,3 +177,63 @@ def test_the_side_texts_are_cut_on_decides_the_tokens_and_their_digest(tokenizer
     assert left.splits["train"]["input_ids"][0] == expected["input_ids"][0]
     assert left.splits["train"]["input_ids"][0] != right.splits["train"]["input_ids"][0]
     assert left.digests["train"] != right.digests["train"]
+
+
+# Twenty words, each one token of the tiny vocabulary.
+WORDS = [*POSITIVE, *NEGATIVE, *FILLER]
+
+
+@pytest.mark.parametrize(
+    ("truncation", "kept"),
+    [("head", WORDS[:8]), ("tail", WORDS[-8:]), ("head_tail", WORDS[:2] + WORDS[-6:])],
+)
+def test_each_strategy_keeps_its_tokens(tokenizer, truncation, kept):
+    tokens = tokenize(splits([" ".join(WORDS)]), tokenizer, 10, "dynamic", 64, None, truncation)
+    expected = tokenizer(" ".join(kept))["input_ids"]
+    assert tokens.splits["train"]["input_ids"][0] == expected
+    assert tokens.truncated == {"train": 1, "validation": 1}
+    assert tokens.truncation == truncation
+
+
+def test_tail_is_hugging_faces_left_side_for_texts_and_pairs(tokenizer, monkeypatch):
+    texts, pairs = [" ".join(WORDS[:13]), "good film"], [" ".join(WORDS[5:]), " ".join(WORDS)]
+    tokens = tokenize(splits(texts, pairs), tokenizer, 12, "dynamic", 64, None, "tail")
+    monkeypatch.setattr(tokenizer, "truncation_side", "left")
+    expected = tokenizer(texts, pairs, truncation=True, max_length=12)["input_ids"]
+    assert tokens.splits["train"]["input_ids"][:] == expected
+
+
+def test_head_tail_cuts_each_text_of_a_pair_within_its_share(tokenizer):
+    text, pair = " ".join(WORDS[:12]), " ".join(WORDS[8:])
+    tokens = tokenize(splits([text], [pair]), tokenizer, 15, "dynamic", 64, None, "head_tail")
+    # 12 budget tokens: longest first leaves 6 + 6; each keeps 1 head and 5 tail tokens.
+    expected = tokenizer(" ".join(WORDS[:1] + WORDS[7:12]), " ".join(WORDS[8:9] + WORDS[15:]))
+    assert tokens.splits["train"]["input_ids"][0] == expected["input_ids"]
+    assert tokens.splits["train"]["token_type_ids"][0] == expected["token_type_ids"]
+
+
+def test_auto_cuts_the_other_splits_at_the_longest_training_text(tokenizer):
+    data = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": ["good film ."], "labels": [0]}),
+            "test": datasets.Dataset.from_dict(
+                {"text": ["good", " ".join(WORDS)], "labels": [0, 1]}
+            ),
+        }
+    )
+    tokens = tokenize(data, tokenizer, "auto", "dynamic", 64, None, "tail")
+    assert tokens.max_length == 5
+    assert tokens.truncated == {"train": 0, "test": 1}
+    # The report scores what the export, cut at max_length, will see.
+    assert tokens.splits["test"]["input_ids"][1] == tokenizer(" ".join(WORDS[-3:]))["input_ids"]
+    assert len(tokens.splits["test"]["input_ids"][0]) == 3
+
+
+def test_the_strategy_is_part_of_the_digest_and_head_keeps_the_old_one(tokenizer):
+    data = splits(["the film was very dull and far too long ."])
+    digests = {
+        truncation: tokenize(data, tokenizer, 6, "dynamic", 64, None, truncation).digests["train"]
+        for truncation in ("auto", "head", "tail", "head_tail")
+    }
+    assert digests["auto"] == digests["head"]
+    assert len(set(digests.values())) == 3

@@ -7,12 +7,14 @@ import hashlib
 import json
 import logging
 import os
+import typing
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pyarrow
 
+from tf_finetune.data import long_text
 from tf_finetune.errors import ModelError, first_line, short_reason
 
 logger = logging.getLogger(__name__)
@@ -38,7 +40,8 @@ class TokenizedData:
         max_length: Tokens per example after truncation.
         longest_train: Tokens in the longest training example, before truncation to
             `max_length` (capped at the model's limit).
-        truncated_train: Training examples cut to `max_length`.
+        truncated: Examples cut to `max_length`, by split.
+        truncation: The strategy that cut them (`long_text`).
         cached: Splits read from the token cache rather than tokenized now.
         digests: Each split's digest of everything its tokens depend on (its texts and
             labels, the tokenizer, the length cut): what names it in the token cache,
@@ -49,7 +52,8 @@ class TokenizedData:
     input_names: list[str]
     max_length: int
     longest_train: int
-    truncated_train: int
+    truncated: dict[str, int]
+    truncation: str
     cached: int = 0
     digests: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -110,13 +114,15 @@ def tokenize(
     padding: str,
     limit: int,
     cache_dir: Path | None = None,
+    truncation: str = "auto",
 ) -> TokenizedData:
     """Tokenizes every split once, in batches on every core, with truncation.
 
     One pass gives the token ids and which examples were cut: it truncates one token
     past the longest allowed, so an example that reaches that length was longer, and
     re-tokenizes those few at the allowed length. `max_length="auto"` is then the
-    longest training example.
+    longest training example, and the other splits' longer examples are cut to it too:
+    the report scores what the export will see.
 
     Args:
         splits: Canonical splits (`text`, optional `text_pair`, `labels`).
@@ -129,31 +135,38 @@ def tokenize(
             that decides them (the split's texts and labels, the tokenizer, the length
             cut). A rerun, a resume or another run of a comparison reads them back
             instead of tokenizing. None tokenizes in memory.
+        truncation: Which tokens of a longer text are kept: a strategy of `long_text`,
+            or "auto" (the tokenizer's `truncation_side`).
     """
     if max_length != "auto" and max_length > limit:
         logger.warning("max_length %d exceeds the model's limit; using %d.", max_length, limit)
         max_length = limit
+    truncation = long_text.resolve_truncation(truncation, tokenizer)
     keep = limit if max_length == "auto" else max_length
     names = ["input_ids"]  # the stored columns; the attention mask is made per batch
     if "token_type_ids" in tokenizer.model_input_names:
         names.append("token_type_ids")
     encoded, digests, cached = {}, {}, 0
     for name, split in splits.items():
-        digests[name] = _digest(split, tokenizer, keep, names)
+        digests[name] = _digest(split, tokenizer, keep, names, truncation)
         encoded[name], hit = _encode(
-            split, tokenizer, keep, names, _cached_path(digests[name], cache_dir)
+            split, tokenizer, keep, names, truncation, _cached_path(digests[name], cache_dir)
         )
         cached += hit
     train = encoded["train"]
-    truncated = int(np.count_nonzero(train.with_format("numpy")["truncated"][:]))
-    longest = keep if truncated else int(row_lengths(train).max(initial=0))
+    longest = keep if _count(train) else int(row_lengths(train).max(initial=0))
     if max_length == "auto":
         max_length = longest
-    if truncated:
+        for name, split in encoded.items():
+            if name != "train":
+                encoded[name] = _cut_to(split, splits[name], tokenizer, max_length, truncation)
+    truncated = {name: _count(split) for name, split in encoded.items()}
+    if any(truncated.values()):
         logger.warning(
-            "%d training examples are longer than %d tokens and are truncated.",
-            truncated,
+            "Texts longer than %d tokens, cut (%s): %s.",
             max_length,
+            truncation,
+            ", ".join(f"{truncated[n]} of {len(s)} {n}" for n, s in encoded.items()),
         )
     tokenized = datasets.DatasetDict(
         {name: split.remove_columns("truncated") for name, split in encoded.items()}
@@ -172,13 +185,43 @@ def tokenize(
         input_names=input_names,
         max_length=int(max_length),
         longest_train=longest,
-        truncated_train=truncated,
+        truncated=truncated,
+        truncation=truncation,
         cached=cached,
         digests=digests,
     )
 
 
-def _encode(split, tokenizer, keep: int, names: list[str], path: Path | None):
+def _count(split: datasets.Dataset) -> int:
+    """Examples of a split that were cut."""
+    return int(np.count_nonzero(split.with_format("numpy")["truncated"][:]))
+
+
+def _cut_to(split, texts, tokenizer, max_length: int, truncation: str):
+    """Cuts the examples of a tokenized split that are longer than `max_length`."""
+    over = np.flatnonzero(row_lengths(split) > max_length)
+    if not len(over):
+        return split
+    rows = texts.select(over)
+    inputs = rows["text"][:]
+    if "text_pair" in rows.column_names:
+        inputs = list(zip(inputs, rows["text_pair"][:], strict=True))
+    out, _ = _Backend(tokenizer, truncation).encode(inputs, max_length)
+    again = dict(zip(over.tolist(), out, strict=True))
+
+    def replace(batch, indices):
+        for row, index in enumerate(indices):
+            if index in again:
+                batch["input_ids"][row] = again[index].ids
+                if "token_type_ids" in batch:
+                    batch["token_type_ids"][row] = again[index].type_ids
+                batch["truncated"][row] = True
+        return batch
+
+    return split.map(replace, batched=True, with_indices=True, keep_in_memory=True, desc="Cutting")
+
+
+def _encode(split, tokenizer, keep: int, names: list[str], truncation: str, path: Path | None):
     """Tokenizes one split to at most `keep` tokens; flags the examples that were longer.
 
     The result is written to `path` and read back from it when it is already there;
@@ -195,20 +238,13 @@ def _encode(split, tokenizer, keep: int, names: list[str], path: Path | None):
 
     has_pair = "text_pair" in split.column_names
     types = "token_type_ids" in names
-    backend = _Backend(tokenizer)
+    backend = _Backend(tokenizer, truncation)
 
     def encode(batch: pyarrow.Table) -> pyarrow.Table:
         texts = batch["text"].to_pylist()
         pairs = batch["text_pair"].to_pylist() if has_pair else None
         inputs = list(zip(texts, pairs, strict=True)) if has_pair else texts
-        out = backend.encode(inputs, keep + 1)
-        over = [i for i, encoding in enumerate(out) if len(encoding.ids) > keep]
-        if over:  # longer than `keep`: cut again at `keep`
-            again = backend.encode([inputs[i] for i in over], keep)
-            for row, encoding in zip(over, again, strict=True):
-                out[row] = encoding
-        truncated = np.zeros(len(texts), bool)
-        truncated[over] = True
+        out, truncated = backend.encode(inputs, keep)
         columns = {"input_ids": pyarrow.array([e.ids for e in out], pyarrow.list_(pyarrow.int32()))}
         if types:
             columns["token_type_ids"] = pyarrow.array(
@@ -258,21 +294,62 @@ class _Backend:
     every encoding (a fifth of the time of a pass), and `encode_batch_fast` skips the
     character offsets, which training never reads (another fifth). It is a copy, so the
     tokenizer's own truncation and padding settings are left as they were.
+
+    Args:
+        tokenizer: The Hugging Face fast tokenizer.
+        truncation: The strategy of `long_text` that cuts a longer text.
     """
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, truncation: str):
         from tokenizers import Tokenizer
 
         self._tokenizer = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
         self._tokenizer.no_padding()
-        self._direction = tokenizer.truncation_side
+        self._truncation = truncation
 
-    def encode(self, inputs: list, max_length: int) -> list:
-        """Encodes texts (or pairs of texts), cut longest-first to `max_length` tokens."""
-        self._tokenizer.enable_truncation(
-            max_length, stride=0, strategy="longest_first", direction=self._direction
-        )
+    def encode(self, inputs: list, keep: int) -> tuple[list, np.ndarray]:
+        """Encodes texts (or pairs of texts) cut to `keep` tokens.
+
+        One pass truncates one token past `keep`, so an input that reaches that length
+        was longer; those few are encoded again and cut.
+
+        Returns:
+            Each input's encoding (its `ids` and `type_ids`), and which were cut.
+        """
+        out = self._encode(inputs, keep + 1)
+        over = [i for i, encoding in enumerate(out) if len(encoding.ids) > keep]
+        if over:
+            longer = [inputs[i] for i in over]
+            if self._truncation == "head_tail":
+                again = [_Cut(*long_text.cut(e, keep, "head_tail")) for e in self._encode(longer)]
+            else:
+                again = self._encode(longer, keep)
+            for row, encoding in zip(over, again, strict=True):
+                out[row] = encoding
+        truncated = np.zeros(len(inputs), bool)
+        truncated[over] = True
+        return out, truncated
+
+    def _encode(self, inputs: list, max_length: int | None = None) -> list:
+        """Encodes with Hugging Face's truncation to `max_length` (None: uncut)."""
+        if max_length is None:
+            self._tokenizer.no_truncation()
+        else:
+            side = "left" if self._truncation == "tail" else "right"
+            self._tokenizer.enable_truncation(
+                max_length, stride=0, strategy="longest_first", direction=side
+            )
         return self._tokenizer.encode_batch_fast(inputs, add_special_tokens=True)
+
+
+class _Cut(typing.NamedTuple):
+    ids: list[int]
+    type_ids: list[int]
+
+
+def encode(tokenizer, inputs: list, max_length: int, truncation: str) -> list:
+    """Each text's (or pair's) encoding (`ids`, `type_ids`), cut as training cuts it."""
+    return _Backend(tokenizer, truncation).encode(inputs, max_length)[0]
 
 
 def _cached_path(digest: str, cache_dir: Path | None) -> Path | None:
@@ -287,7 +364,9 @@ def _cached_path(digest: str, cache_dir: Path | None) -> Path | None:
     return cache_dir / f"{digest}.arrow"
 
 
-def _digest(split: datasets.Dataset, tokenizer, keep: int, names: list[str]) -> str:
+def _digest(
+    split: datasets.Dataset, tokenizer, keep: int, names: list[str], truncation: str
+) -> str:
     """A digest of everything a tokenized split depends on.
 
     The rows' texts and labels are hashed as values (each column's lengths and bytes),
@@ -297,8 +376,7 @@ def _digest(split: datasets.Dataset, tokenizer, keep: int, names: list[str]) -> 
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     for state in ("truncation", "padding"):  # the last call's settings, not the tokenizer's
         spec.pop(state, None)
-    # The side a text is cut on lives in tokenizer_config.json, not tokenizer.json.
-    cut = [keep, tokenizer.truncation_side]
+    cut = [keep, long_text.cache_key(truncation)]
     digest.update(json.dumps([_CACHE_FORMAT, cut, names, spec], sort_keys=True).encode())
     columns = [c for c in (*_TEXT_COLUMNS, "labels") if c in split.column_names]
     parts = {column: (hashlib.sha256(), hashlib.sha256()) for column in columns}

@@ -100,3 +100,12 @@ def write_predictions(path: Path, texts, y_true, probabilities, label_names) -> 
                     *(f"{p:.6f}" for p in probs),
                 ]
             )
+
+
+def describe_truncated(truncated: dict, split: str | None = None) -> str:
+    """The report's line on the texts longer than max_length (a report's `truncated`)."""
+    texts = f"{split} texts" if split else "texts"
+    return (
+        f"{truncated['texts']} of {truncated['of']} {texts} were longer than "
+        f"{truncated['max_length']} tokens and were cut ({truncated['truncation']})."
+    )

@@ -118,10 +118,11 @@ class ByteLevelBpeTokenizer(TemplatedTokenizer):
     Args:
         tables: From `read_tables`.
         max_length: Tokens per example after truncation, special tokens included.
+        truncation: Which tokens of a longer text are kept (`data.long_text`).
     """
 
-    def __init__(self, tables: ByteLevelBpeTables, max_length: int):
-        super().__init__(tables.template, tables.pad_id, max_length)
+    def __init__(self, tables: ByteLevelBpeTables, max_length: int, truncation: str = "head"):
+        super().__init__(tables.template, tables.pad_id, max_length, truncation)
         self._add_prefix_space = tables.add_prefix_space
         self._unk_id = tables.unk_id
         mapping = bytes_to_unicode()

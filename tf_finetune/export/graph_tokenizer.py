@@ -38,13 +38,15 @@ class TemplatedTokenizer(tf.Module):
         template: The special tokens, from `tokenizer_tables.read_template`.
         pad_id: The id padding fills with.
         max_length: Tokens per example after truncation, special tokens included.
+        truncation: Which tokens of a longer text are kept (`data.long_text`).
     """
 
-    def __init__(self, template: Template, pad_id: int, max_length: int):
+    def __init__(self, template: Template, pad_id: int, max_length: int, truncation: str):
         super().__init__()
         self._template = template
         self._pad_id = pad_id
-        self._max_length = max_length
+        self.max_length = max_length
+        self.truncation = truncation
 
     def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
         raise NotImplementedError
@@ -54,23 +56,27 @@ class TemplatedTokenizer(tf.Module):
 
         As in Hugging Face, an empty `text_pair` string means "no pair" for its row.
         """
-        ids, types = self.ragged(text, text_pair)
+        ids, types, _ = self.ragged(text, text_pair)
         return self.pad(ids, types)
 
     def ragged(
         self, text: tf.Tensor, text_pair: tf.Tensor | None = None
-    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
-        """Returns the unpadded token ids and token type ids of each row, `[batch, (tokens)]`."""
+    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.Tensor]:
+        """Returns each row's unpadded token ids and token type ids, `[batch, (tokens)]`,
+        and whether it was cut to `max_length` (`[batch]`)."""
         first = self.token_ids(text)
         template, rows = self._template, tf.shape(text)[0]
         before, after = (_fixed(part, rows) for part in template.single)
-        kept = first[:, : self._max_length - template.specials(pair=False)]
+        budget = self.max_length - template.specials(pair=False)
+        kept = cut(first, budget, self.truncation)
+        truncated = first.row_lengths() > budget
         ids = tf.concat([before[0], kept, after[0]], axis=1)
         types = tf.concat([before[1], _like(kept, template.a_type), after[1]], axis=1)
         if text_pair is not None:
             second = self.token_ids(text_pair)
-            budget = self._max_length - template.specials(pair=True)
-            a, b = _truncate_longest_first(first, second, budget)
+            budget = self.max_length - template.specials(pair=True)
+            keep_a, keep_b = _longest_first(first, second, budget)
+            a, b = cut(first, keep_a, self.truncation), cut(second, keep_b, self.truncation)
             before, middle, after = (_fixed(part, rows) for part in template.pair)
             pair_ids = tf.concat([before[0], a, middle[0], b, after[0]], axis=1)
             pair_types = tf.concat(
@@ -81,7 +87,9 @@ class TemplatedTokenizer(tf.Module):
             single = tf.equal(text_pair, "")
             ids = _rows_where(single, ids, pair_ids)
             types = _rows_where(single, types, pair_types)
-        return ids, types
+            both = first.row_lengths() + second.row_lengths() > budget
+            truncated = tf.where(single, truncated, both)
+        return ids, types, truncated
 
     def pad(self, ids: tf.RaggedTensor, types: tf.RaggedTensor) -> dict:
         """Returns `ragged`'s output as model inputs padded to the longest row."""
@@ -98,10 +106,11 @@ class GraphTokenizer(TemplatedTokenizer):
     Args:
         tables: From `read_tables`.
         max_length: Tokens per example after truncation, special tokens included.
+        truncation: Which tokens of a longer text are kept (`data.long_text`).
     """
 
-    def __init__(self, tables: WordPieceTables, max_length: int):
-        super().__init__(tables.template, tables.pad_id, max_length)
+    def __init__(self, tables: WordPieceTables, max_length: int, truncation: str = "head"):
+        super().__init__(tables.template, tables.pad_id, max_length, truncation)
         self._tables = tables
         self._deleted = _char_class(tables.deleted) if tables.deleted else None
         self._spaced = _char_class(tables.spaced) if tables.spaced else None
@@ -249,18 +258,31 @@ def _rows_where(condition, if_true: tf.RaggedTensor, if_false: tf.RaggedTensor):
     return tf.gather(tf.concat([if_true, if_false], axis=0), pick)
 
 
-def _truncate_longest_first(first, second, budget):
-    """Hugging Face's longest-first truncation of a pair to `budget` tokens in all."""
+def _longest_first(first, second, budget):
+    """How many tokens of each row's pair Hugging Face's longest-first truncation keeps."""
     a = tf.cast(first.row_lengths(), tf.int32)
     b = tf.cast(second.row_lengths(), tf.int32)
     fits = a + b <= budget
     half = budget // 2
     keep_b = tf.where(a > b, tf.minimum(b, half), budget - tf.minimum(a, half))
     keep_a = budget - keep_b
-    keep_a, keep_b = tf.where(fits, a, keep_a), tf.where(fits, b, keep_b)
-    return _head(first, keep_a), _head(second, keep_b)
+    return tf.where(fits, a, keep_a), tf.where(fits, b, keep_b)
 
 
-def _head(ragged: tf.RaggedTensor, keep: tf.Tensor) -> tf.RaggedTensor:
-    positions = tf.ragged.range(tf.cast(ragged.row_lengths(), tf.int32))
-    return keep_where(ragged, positions < keep[:, None])
+def cut(ragged: tf.RaggedTensor, keep, truncation: str) -> tf.RaggedTensor:
+    """Keeps at most `keep` tokens of each row, as `data.long_text` keeps them.
+
+    `keep` is one count for every row, or a count per row `[rows]`.
+    """
+    if truncation == "head" and isinstance(keep, int):
+        return ragged[:, :keep]  # a slice: fewer ops for a served batch of one
+    length = tf.cast(ragged.row_lengths(), tf.int32)
+    positions = tf.ragged.range(length)
+    keep = tf.convert_to_tensor(keep, tf.int32)
+    keep = keep[:, None] if keep.shape.rank == 1 else keep
+    if truncation == "head":
+        return keep_where(ragged, positions < keep)
+    if truncation == "tail":
+        return keep_where(ragged, positions >= length[:, None] - keep)
+    head = keep // 4  # long_text.head_tokens
+    return keep_where(ragged, (positions < head) | (positions >= length[:, None] - (keep - head)))

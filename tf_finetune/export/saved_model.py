@@ -6,9 +6,11 @@ tensorflow-text. Signatures:
 
 - `serving_default`: `text` (string `[batch]`; plus `text_pair` for pair models) ->
   `scores` (float32 `[batch, classes]`, softmax), `classes` (string `[batch, classes]`),
-  `label` (string `[batch]`), `label_id` (int32 `[batch]`). Tokenization runs in the
-  graph (see `graph_tokenizer`). Where the tokenizer cannot, `serving_default` is the
-  token-id function and the export says why.
+  `label` (string `[batch]`), `label_id` (int32 `[batch]`), `truncated` (bool
+  `[batch]`: the text was longer than `max_length` tokens and was cut, as the module's
+  `truncation` says). Tokenization runs in the graph (see `graph_tokenizer`). Where
+  the tokenizer cannot, `serving_default` is the token-id function and the export
+  says why.
 - `token_ids`: exactly the model's inputs, in its tokenizer's names and order (`input_ids`,
   `attention_mask`, and `token_type_ids` where the model has them; int32 `[batch,
   tokens]`), so `tokenizer(texts, return_tensors="np")` is fed as it is -> `logits`,
@@ -34,7 +36,14 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 TOKEN_IDS_SIGNATURE = "token_ids"
 # Raw-text rows are run through the model in chunks of this many rows of similar length.
 SERVING_CHUNK = 16
-_PROBE_TEXTS = ["a great film", "Dull, flat and far too long!", "", "Café noir … 😀 中文"]
+# The last is longer than any max_length, so the check sees the truncation strategy.
+_PROBE_TEXTS = [
+    "a great film",
+    "Dull, flat and far too long!",
+    "",
+    "Café noir … 😀 中文",
+    " ".join(["a great film, then dull, flat and far too long!"] * 60) + " The end.",
+]
 
 
 @dataclasses.dataclass
@@ -60,6 +69,7 @@ def export_saved_model(
     tokenizer=None,
     max_length: int | None = None,
     text_pair: bool = False,
+    truncation: str = "head",
 ) -> Export:
     """Writes the next integer version of a SavedModel under `model_dir`.
 
@@ -78,6 +88,8 @@ def export_saved_model(
             it the export has token-id signatures only.
         max_length: Tokens per example the raw-text signature truncates to.
         text_pair: Whether the raw-text signature takes `text_pair` too.
+        truncation: Which tokens of a longer text the raw-text signature keeps
+            (`data.long_text`), as training kept them.
 
     Raises:
         ExportError: The SavedModel cannot be written, or its outputs differ from the model's.
@@ -85,13 +97,19 @@ def export_saved_model(
     model_dir.mkdir(parents=True, exist_ok=True)
     version = 1 + max((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), default=0)
     final = model_dir / str(version)
-    tokens, reason = _graph_tokenizer(tokenizer, max_length)
+    tokens, reason = _graph_tokenizer(tokenizer, max_length, truncation)
     module, signatures = _serving_module(model, label_names, input_names, tokens, text_pair)
     try:
         with atomic.staged_directory(final) as staging:
             tf.saved_model.save(module, str(staging), signatures=signatures)
             _check_reload(
-                staging, model, input_names, tokenizer if tokens else None, max_length, text_pair
+                staging,
+                model,
+                input_names,
+                tokenizer if tokens else None,
+                max_length,
+                text_pair,
+                truncation,
             )
             atomic.fault_point("export")
     except (OSError, tf.errors.OpError) as error:
@@ -106,7 +124,7 @@ def export_saved_model(
     return Export(path=final, raw_text=tokens is not None, reason=reason)
 
 
-def _graph_tokenizer(tokenizer, max_length):
+def _graph_tokenizer(tokenizer, max_length, truncation):
     """The in-graph tokenizer of the tokenizer's family, or None and why there is none."""
     if tokenizer is None:
         return None, "no tokenizer was given to the export."
@@ -119,14 +137,14 @@ def _graph_tokenizer(tokenizer, max_length):
     try:
         if kind == "BPE":
             tables = byte_level_bpe.read_tables(tokenizer, spec)
-            return byte_level_bpe.ByteLevelBpeTokenizer(tables, max_length), None
+            return byte_level_bpe.ByteLevelBpeTokenizer(tables, max_length, truncation), None
         if kind == "Unigram":
             tables = unigram.read_tables(tokenizer, spec)
-            return unigram.UnigramTokenizer(tables, max_length), None
+            return unigram.UnigramTokenizer(tables, max_length, truncation), None
         tables = tokenizer_tables.read_tables(tokenizer)
     except tokenizer_tables.UnsupportedTokenizer as error:
         return None, str(error)
-    return graph_tokenizer.GraphTokenizer(tables, max_length), None
+    return graph_tokenizer.GraphTokenizer(tables, max_length, truncation), None
 
 
 def _serving_module(model, label_names, input_names, tokens, text_pair):
@@ -159,6 +177,8 @@ def _serving_module(model, label_names, input_names, tokens, text_pair):
     if tokens is None:
         return module, {"serving_default": token_ids, TOKEN_IDS_SIGNATURE: token_ids}
     module.tokenizer = tokens
+    module.max_length = tf.Variable(tokens.max_length, dtype=tf.int32, trainable=False)
+    module.truncation = tf.Variable(tokens.truncation, dtype=tf.string, trainable=False)
 
     def logits_by_length(ids, types):
         # Rows are run in chunks of similar length, each padded only to its own longest
@@ -179,13 +199,15 @@ def _serving_module(model, label_names, input_names, tokens, text_pair):
         return tf.scatter_nd(order[:, None], logits.concat(), [count, len(label_names)])
 
     def predict(text, pair=None):
-        scores = tf.nn.softmax(logits_by_length(*tokens.ragged(text, pair)), axis=-1)
+        ids, types, truncated = tokens.ragged(text, pair)
+        scores = tf.nn.softmax(logits_by_length(ids, types), axis=-1)
         label_id = tf.argmax(scores, axis=-1, output_type=tf.int32)
         return {
             "scores": scores,
             "classes": tf.tile(names[None, :], [tf.shape(text)[0], 1]),
             "label": tf.gather(names, label_id),
             "label_id": label_id,
+            "truncated": truncated,
         }
 
     strings = tf.TensorSpec([None], tf.string)
@@ -199,8 +221,12 @@ def _serving_module(model, label_names, input_names, tokens, text_pair):
     return module, {"serving_default": serving, TOKEN_IDS_SIGNATURE: token_ids}
 
 
-def _check_reload(path: Path, model, input_names, tokenizer, max_length, text_pair) -> None:
+def _check_reload(
+    path: Path, model, input_names, tokenizer, max_length, text_pair, truncation
+) -> None:
     """Reloads the SavedModel and compares it with the model on probe inputs."""
+    from tf_finetune.data import tokenization
+
     loaded = tf.saved_model.load(str(path))
     probe = {
         "input_ids": tf.constant([[2, 5, 7, 3, 0], [2, 9, 3, 0, 0]], tf.int32),
@@ -217,14 +243,19 @@ def _check_reload(path: Path, model, input_names, tokenizer, max_length, text_pa
         return
     pairs = _PROBE_TEXTS[::-1] if text_pair else None
     texts, expected = [], []
-    for index, text in enumerate(_PROBE_TEXTS):  # one by one: no pad token needed
-        pair = pairs[index] if pairs else None
-        encoded = tokenizer(text, pair, truncation=True, max_length=max_length, return_tensors="tf")
-        if encoded["input_ids"].shape[1] == 0:
+    inputs = list(zip(_PROBE_TEXTS, pairs, strict=True)) if pairs else _PROBE_TEXTS
+    encoded = tokenization.encode(tokenizer, inputs, max_length, truncation)
+    for index, encoding in enumerate(encoded):  # one by one: no pad token needed
+        if not encoding.ids:
             continue  # no token (no special tokens either): no model input to compare
-        logits = model({n: encoded[n] for n in input_names}, training=False).logits
-        expected.append(tf.nn.softmax(tf.cast(logits, tf.float32))[0].numpy())
-        texts.append((text, pair))
+        given = {
+            "input_ids": [encoding.ids],
+            "attention_mask": [[1] * len(encoding.ids)],
+            "token_type_ids": [encoding.type_ids],
+        }
+        logits = model({n: tf.constant(given[n], tf.int32) for n in input_names}, training=False)
+        expected.append(tf.nn.softmax(tf.cast(logits.logits, tf.float32))[0].numpy())
+        texts.append((_PROBE_TEXTS[index], pairs[index] if pairs else None))
     expected = np.stack(expected)
     inputs = {"text": tf.constant([text for text, _ in texts])}
     if text_pair:

@@ -179,10 +179,11 @@ class UnigramTokenizer(TemplatedTokenizer):
     Args:
         tables: From `read_tables`.
         max_length: Tokens per example after truncation, special tokens included.
+        truncation: Which tokens of a longer text are kept (`data.long_text`).
     """
 
-    def __init__(self, tables: UnigramTables, max_length: int):
-        super().__init__(tables.template, tables.pad_id, max_length)
+    def __init__(self, tables: UnigramTables, max_length: int, truncation: str = "head"):
+        super().__init__(tables.template, tables.pad_id, max_length, truncation)
         self._tables = tables
         self._ahead = character_table(tables.ahead)
         if tables.clusters is None:

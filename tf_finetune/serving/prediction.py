@@ -69,18 +69,27 @@ class ExportedModel:
             )
         self.takes_pair = "text_pair" in inputs
         self.label_names = [name.decode() for name in loaded.label_names.numpy()]
+        # Exports from before truncation strategies have neither; they cut the head.
+        cut = hasattr(loaded, "truncation")
+        self.max_length = int(loaded.max_length.numpy()) if cut else None
+        self.truncation = loaded.truncation.numpy().decode() if cut else None
         self._loaded = loaded  # keeps the signature's variables alive
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         """Returns class probabilities `[len(texts), classes]`."""
+        return self.run(texts, pairs)["scores"]
+
+    def run(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Returns the raw-text signature's outputs: `scores`, and `truncated` where the
+        export says which texts were cut to its `max_length`."""
         if not texts:
-            return np.zeros((0, len(self.label_names)), np.float32)
+            return {"scores": np.zeros((0, len(self.label_names)), np.float32)}
         inputs = {"text": self._tf.constant(texts, self._tf.string)}
         if self.takes_pair:
             if pairs is None:
                 raise DataError("This model was trained on text pairs; give the second texts.")
             inputs["text_pair"] = self._tf.constant(pairs, self._tf.string)
-        return self._signature(**inputs)["scores"].numpy()
+        return {name: value.numpy() for name, value in self._signature(**inputs).items()}
 
 
 def _version_folder(path: Path) -> Path:
@@ -383,7 +392,7 @@ def report_file(
     from tf_finetune.evaluation import scoring
 
     index = {name: i for i, name in enumerate(model.label_names)}
-    texts, y_true, scores = [], [], []
+    texts, y_true, scores, truncated = [], [], [], 0
     for chunk in batches:
         labels = files.text_cells(chunk, label_column, source)
         unknown = sorted({v for v in labels if v not in index})
@@ -395,7 +404,9 @@ def report_file(
             )
         chunk_texts = files.text_cells(chunk, text_column, source)
         pairs = files.text_cells(chunk, pair_column, source) if pair_column else None
-        scores.append(model.predict(chunk_texts, pairs))
+        outputs = model.run(chunk_texts, pairs)
+        scores.append(outputs["scores"])
+        truncated += int(np.count_nonzero(outputs.get("truncated", 0)))
         texts += chunk_texts
         y_true += [index[v] for v in labels]
         if on_batch:
@@ -405,9 +416,19 @@ def report_file(
     probabilities = np.concatenate(scores)
     names = model.label_names
     wrong = np.flatnonzero(probabilities.argmax(axis=1) != np.array(y_true))
+    report = scoring.build_report(y_true, probabilities, names)
+    text = scoring.format_report(y_true, probabilities, names)
+    if model.max_length is not None:
+        report["truncated"] = {
+            "texts": truncated,
+            "of": len(texts),
+            "max_length": model.max_length,
+            "truncation": model.truncation,
+        }
+        text += "\n" + scoring.describe_truncated(report["truncated"]) + "\n"
     return {
-        "report": scoring.build_report(y_true, probabilities, names),
-        "text": scoring.format_report(y_true, probabilities, names),
+        "report": report,
+        "text": text,
         "misclassified": {
             "texts": [texts[i] for i in wrong],
             "y_true": [y_true[i] for i in wrong],

@@ -1,0 +1,49 @@
+"""Every in-graph tokenizer cuts long texts as training does, for each strategy."""
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA, make_rows
+from test_byte_level_bpe import train_tokenizer
+from test_graph_tokenizer import graph_ids, rotten_tomatoes_texts
+from test_unigram import fast_tokenizer, train_model
+
+from tf_finetune.data import tokenization
+from tf_finetune.export.saved_model import _graph_tokenizer
+
+
+@pytest.fixture(scope="module", params=["WordPiece", "byte-level BPE", "Unigram"])
+def tokenizer(request, tiny_checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tokenizer")
+    if request.param == "WordPiece":
+        return tokenization.load_tokenizer(str(tiny_checkpoint))
+    if request.param == "byte-level BPE":
+        return train_tokenizer(folder, add_prefix_space=True)
+    return fast_tokenizer("XLMRobertaTokenizerFast", train_model(folder))
+
+
+def texts():
+    """Texts of 1 to 60 tokens: real ones where the shared data is there."""
+    rows = [text for text, _ in make_rows(64, 5)]
+    long = [" ".join(rows[i : i + 8]) for i in range(0, 64, 8)]
+    real = rotten_tomatoes_texts(64)[:160] if SHARED_DATA.is_dir() else []
+    return rows + long + real + [""]
+
+
+@pytest.mark.parametrize("truncation", ["head", "tail", "head_tail"])
+def test_graph_cuts_texts_and_pairs_as_training_does(tokenizer, truncation):
+    singles = texts()
+    pairs = singles[::-1]
+    # The median length: half the texts are cut, half are not.
+    max_length = int(np.median([len(ids) for ids in tokenizer(singles)["input_ids"]]))
+    graph, reason = _graph_tokenizer(tokenizer, max_length, truncation)
+    assert reason is None
+    expected = tokenization.encode(tokenizer, singles, max_length, truncation)
+    assert graph_ids(graph, singles) == [e.ids for e in expected]
+    cut = sum(len(e.ids) == max_length for e in expected)
+    assert 40 < cut < len(singles) - 40
+    # An empty second text means "no pair", as in Hugging Face.
+    expected = tokenization.encode(
+        tokenizer, [(a, b) if b else a for a, b in zip(singles, pairs, strict=True)], max_length,
+        truncation,
+    )  # fmt: skip
+    assert graph_ids(graph, singles, pairs) == [e.ids for e in expected]
