@@ -1,7 +1,9 @@
 """Long texts whose label lives only in their tail: what each truncation strategy learns."""
 
+import csv
 import random
 
+import numpy as np
 import pytest
 from conftest import FILLER, NEGATIVE, POSITIVE, write_csv
 
@@ -31,10 +33,11 @@ def files(tmp_path_factory):
     } | {"folder": folder}
 
 
-def fit_with(files, tiny_checkpoint, truncation):
+def fit_with(files, tiny_checkpoint, truncation, **options):
     return fit(
         load_config(
-            overrides={
+            overrides=options
+            | {
                 "model": str(tiny_checkpoint),
                 "train_file": str(files["train"]),
                 "validation_file": str(files["validation"]),
@@ -45,7 +48,7 @@ def fit_with(files, tiny_checkpoint, truncation):
                 "batch_size": 8,
                 "learning_rate": 3e-3,
                 "output_dir": str(files["folder"] / "runs"),
-                "run_name": truncation,
+                "run_name": options.get("long_text", truncation),
             }
         )
     )
@@ -68,3 +71,24 @@ def test_head_misses_a_label_in_the_tail_that_tail_and_head_tail_keep(files, tin
     assert served["report"]["accuracy"] == accuracy["head_tail"]
     assert served["report"]["truncated"] == run.report["truncated"]
     assert "were cut (head_tail)" in served["text"]
+
+
+def test_windows_score_each_text_by_all_of_it_in_the_report_and_the_export(
+    files, tiny_checkpoint
+):
+    run = fit_with(files, tiny_checkpoint, "head", long_text="windows", stride=4)
+    assert run.report["accuracy"] > 0.9
+    assert run.report["truncated"] == {
+        "texts": 48, "of": 48, "max_length": 12, "truncation": "windows", "stride": 4
+    }  # fmt: skip
+    assert "split into windows sharing 4 tokens" in run.report_text
+    served, _ = prediction.report(run.run_dir, files["test"], files["folder"] / "windows")
+    assert served["report"]["accuracy"] == run.report["accuracy"]
+    assert served["report"]["truncated"] == run.report["truncated"]
+    # The export's probabilities are the mean of its windows', as the run's report.
+    model = prediction.ExportedModel(run.run_dir)
+    with open(run.run_dir / "predictions.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    served = model.predict([row["text"] for row in rows])
+    expected = [[float(row[f"p_{name}"]) for name in model.label_names] for row in rows]
+    np.testing.assert_allclose(served, expected, atol=1e-4)

@@ -20,6 +20,7 @@ PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
 PACKAGED_DATASET = "packaged:rotten_tomatoes_critics"
 PADDING_CHOICES = ("grouped", "dynamic", "max_length")
 TRUNCATION_CHOICES = ("auto", "head", "tail", "head_tail")
+LONG_TEXT_CHOICES = ("truncate", "windows")
 PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGY_CHOICES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZER_CHOICES = ("adam", "adamw")
@@ -133,6 +134,32 @@ class FitConfig:
         choices=TRUNCATION_CHOICES,
         stage="tokens",
         hparam=True,
+    )
+    long_text: str = _field(
+        "truncate",
+        "A text longer than max_length is 'truncate'd (by --truncation) or split into "
+        "'windows' of max_length tokens: each window trains as an example with the "
+        "text's label, and a text's prediction is the mean of its windows' "
+        "probabilities, in the report and the export alike. Windows take single texts.",
+        choices=LONG_TEXT_CHOICES,
+        stage="tokens",
+        hparam=True,
+    )
+    stride: int | str = _field(
+        "auto",
+        "With --long-text windows: tokens each window shares with the one before "
+        "(Hugging Face's stride), or 'auto': a quarter of a window.",
+        cli_type="int_or_auto",
+        minimum=0,
+        stage="tokens",
+        hparam=True,
+    )
+    max_windows: int | None = _field(
+        None,
+        "With --long-text windows: train on at most the first N windows of each text; "
+        "the report and the export use them all.",
+        minimum=1,
+        stage="tokens",
     )
     padding: str = _field(
         "grouped",
@@ -539,6 +566,18 @@ def _check_training_controls(config: FitConfig) -> None:
             )
     if config.early_stopping_patience is not None:
         config.restore_best = True
+    if config.long_text != "windows" and (
+        config.max_windows is not None or config.stride != "auto"
+    ):
+        raise ConfigError(
+            "stride and max_windows set the windows of --long-text windows; this run "
+            "truncates. Add --long-text windows, or leave them out."
+        )
+    if config.long_text == "windows" and config.text_pair_column is not None:
+        raise ConfigError(
+            "--long-text windows takes single texts, and text_pair_column is set. Use "
+            "--long-text truncate for text pairs."
+        )
 
 
 def _check(key: str, value: Any, source: str) -> Any:

@@ -267,6 +267,9 @@ def tokenize_inputs(config: FitConfig, data, model_path: str) -> Inputs:
         tokenization.length_limit(tokenizer, model_config),
         tokenization.cache_directory(),
         config.truncation,
+        windows=config.long_text == "windows",
+        stride=config.stride,
+        max_windows=config.max_windows,
     )
     # Later stages use the evaluation splits' texts only: the training texts go now.
     train = data.splits["train"]
@@ -295,6 +298,7 @@ def resolve_config(config: FitConfig, inputs: Inputs, strategy, run) -> FitConfi
         config,
         max_length=inputs.tokens.max_length,
         truncation=inputs.tokens.truncation,
+        stride=config.stride if inputs.tokens.stride is None else inputs.tokens.stride,
         pad_to_multiple_of=distribution.resolve_pad_multiple(config.pad_to_multiple_of),
         length_buckets=_length_buckets(config),
         mixed_precision=distribution.resolve_precision(
@@ -429,6 +433,7 @@ def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: in
 
     A resumed run whose training had finished goes straight to choosing the epoch.
     """
+    from tf_finetune.data import tokenization
     from tf_finetune.training import best_epoch, checkpointing, efficiency, loop, summaries
 
     checkpointer = checkpointing.Checkpointer(
@@ -453,9 +458,10 @@ def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: in
         )
         split = loop.ValidationSplit(
             batches=validation,
-            labels=inputs.tokens.splits["validation"]["labels"][:],
+            labels=inputs.data.splits["validation"]["labels"][:],
             texts=inputs.data.splits["validation"]["text"][:],
             label_names=inputs.data.label_names,
+            documents=tokenization.documents(inputs.tokens.splits["validation"]),
         )
         callbacks = loop.run_callbacks(
             config, train_batches, plan.global_batch, checkpointer, log_dir, start
@@ -511,22 +517,30 @@ class Evaluated:
 
 
 def evaluate(config, model, inputs: Inputs, plan: BatchPlan, trained: Trained) -> Evaluated:
-    """Scores the chosen epoch's model on the test split (validation without one)."""
+    """Scores the chosen epoch's model on the test split (validation without one).
+
+    With windows, a text's probabilities are the mean of its windows'.
+    """
+    from tf_finetune.data import tokenization
     from tf_finetune.evaluation import scoring
 
     split, names = inputs.data.eval_split, inputs.data.label_names
     tokens = inputs.tokens.splits[split]
     batches = trained.validation if split == "validation" else plan.recipe.batches(tokens)
-    probabilities = scoring.predict_probabilities(model, batches)
-    y_true = tokens["labels"][:]
+    probabilities = scoring.per_text(
+        scoring.predict_probabilities(model, batches), tokenization.documents(tokens)
+    )
+    y_true = inputs.data.splits[split]["labels"][:]
     report = scoring.build_report(y_true, probabilities, names)
     report["model_epoch"] = dataclasses.asdict(trained.chosen)
     report["truncated"] = {
         "texts": inputs.tokens.truncated[split],
-        "of": len(tokens),
+        "of": len(y_true),
         "max_length": inputs.tokens.max_length,
         "truncation": inputs.tokens.truncation,
     }
+    if inputs.tokens.stride is not None:
+        report["truncated"] |= {"truncation": "windows", "stride": inputs.tokens.stride}
     text = scoring.format_report(y_true, probabilities, names) + (
         f"\n{scoring.describe_truncated(report['truncated'], split)}"
         f"\n{trained.chosen.describe()}\nPictures in {Path(config.output_dir) / config.run_name}: "
@@ -556,6 +570,7 @@ def export_model(run_path: Path, model, inputs: Inputs):
         max_length=inputs.tokens.max_length,
         text_pair=inputs.data.has_text_pair,
         truncation=inputs.tokens.truncation,
+        stride=inputs.tokens.stride,
     )
 
 

@@ -5,7 +5,7 @@ import pytest
 from conftest import FILLER, NEGATIVE, POSITIVE
 
 from tf_finetune.data.tokenization import length_limit, load_tokenizer, tokenize
-from tf_finetune.errors import ModelError
+from tf_finetune.errors import ConfigError, ModelError
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +237,35 @@ def test_the_strategy_is_part_of_the_digest_and_head_keeps_the_old_one(tokenizer
     }
     assert digests["auto"] == digests["head"]
     assert len(set(digests.values())) == 3
+
+
+@pytest.mark.parametrize(("max_length", "stride"), [(10, 2), (10, 0), (7, 4), (12, 3)])
+def test_windows_are_hugging_faces_overflowing_tokens(tokenizer, max_length, stride):
+    texts = [" ".join(WORDS), "good film .", " ".join(WORDS[:11]), ""]
+    tokens = tokenize(
+        splits(texts), tokenizer, max_length, "dynamic", 64, None, windows=True, stride=stride
+    )
+    train = tokens.splits["train"]
+    expected = tokenizer(
+        texts, truncation=True, max_length=max_length, stride=stride,
+        return_overflowing_tokens=True,
+    )  # fmt: skip
+    assert train["input_ids"][:] == expected["input_ids"]
+    assert train["document"][:] == expected["overflow_to_sample_mapping"]
+    documents = expected["overflow_to_sample_mapping"]
+    assert train["window"][:] == [documents[:i].count(d) for i, d in enumerate(documents)]
+    assert tokens.truncated["train"] == sum(documents.count(d) > 1 for d in range(4))
+    assert tokens.stride == stride
+
+
+def test_windows_default_stride_first_windows_and_pairs(tokenizer):
+    tokens = tokenize(
+        splits([" ".join(WORDS)]), tokenizer, 10, "dynamic", 64, None, windows=True, max_windows=2
+    )
+    assert tokens.stride == 2  # a quarter of the 8 text tokens of a window
+    assert tokens.splits["train"]["window"][:] == [0, 1]
+    assert tokens.splits["validation"]["window"][:] == [0, 1, 2]  # scored on every window
+    with pytest.raises(ConfigError, match="'stride' must be less than the text tokens"):
+        tokenize(splits(["good"]), tokenizer, 10, "dynamic", 64, None, windows=True, stride=8)
+    with pytest.raises(ConfigError, match="windows takes single texts"):
+        tokenize(splits(["good"], ["film"]), tokenizer, 10, "dynamic", 64, None, windows=True)

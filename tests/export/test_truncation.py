@@ -47,3 +47,20 @@ def test_graph_cuts_texts_and_pairs_as_training_does(tokenizer, truncation):
         truncation,
     )  # fmt: skip
     assert graph_ids(graph, singles, pairs) == [e.ids for e in expected]
+
+
+def test_graph_splits_texts_into_the_windows_training_makes(tokenizer):
+    import tensorflow as tf
+
+    singles = texts()
+    max_length = int(np.median([len(ids) for ids in tokenizer(singles)["input_ids"]]))
+    graph, _ = _graph_tokenizer(tokenizer, max_length, "head")
+    for stride in (0, max_length // 3):
+        ids, _, split, rows = tf.function(lambda t, s=stride: graph.windows(t, s))(
+            tf.constant(singles)
+        )
+        expected = tokenization.windows(tokenizer, singles, max_length, stride)
+        assert ids.to_list() == [e.ids for parts in expected for e in parts]
+        assert rows.numpy().tolist() == [t for t, parts in enumerate(expected) for _ in parts]
+        assert split.numpy().tolist() == [len(parts) > 1 for parts in expected]
+        assert 40 < sum(len(parts) > 1 for parts in expected) < len(singles) - 40

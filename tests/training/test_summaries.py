@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tf_finetune.data import batching
 from tf_finetune.modeling.models import build_model, compile_model, load_model_config
-from tf_finetune.training import summaries
+from tf_finetune.training import loop, summaries
 
 LABELS = ["neg", "pos"]
 
@@ -64,7 +64,8 @@ def test_each_epoch_logs_scores_equal_to_scikit_learns_on_the_same_predictions(
     path = str(tiny_checkpoint)
     model = build_model(path, load_model_config(path, LABELS))
     compile_model(model, 1e-3)
-    callback = summaries.ValidationSummaries(batches, labels, texts, LABELS, tmp_path)
+    validation = loop.ValidationSplit(batches, labels, texts, LABELS)
+    callback = summaries.ValidationSummaries(validation, tmp_path)
     callback.set_model(model)
     logs = {"loss": 0.5}
     callback.on_epoch_end(3, logs)

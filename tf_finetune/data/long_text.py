@@ -1,4 +1,4 @@
-"""Texts longer than `max_length`: which of their tokens are kept.
+"""Texts longer than `max_length`: which of their tokens are kept, or how they are split.
 
 Three truncation strategies, for training, the report and the export alike (the
 export's in-graph tokenizers cut the same way, `graph_tokenizer.cut`):
@@ -11,9 +11,18 @@ export's in-graph tokenizers cut the same way, `graph_tokenizer.cut`):
 
 A pair of texts shares its budget as Hugging Face's `longest_first` shares it; each
 text is then cut by the strategy.
+
+Or sliding windows (`long_text: windows`): a longer text becomes overlapping windows
+of `max_length` tokens, each with the special tokens, placed as Hugging Face places
+its overflowing tokens (`stride` tokens shared by neighbours, the last window ending
+at the text's end). Each window trains as an example with its text's label; a text's
+prediction is the mean of its windows' probabilities (`graph_tokenizer.windows` in the
+export).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -23,6 +32,23 @@ from tf_finetune.errors import ConfigError
 TRUNCATIONS = tuple(c for c in TRUNCATION_CHOICES if c != "auto")
 # How the side of a cut was written before `truncation` existed (in the token cache key).
 _SIDES = {"head": "right", "tail": "left"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cutting:
+    """What becomes of a split's longer texts.
+
+    Attributes:
+        truncation: The strategy that cuts them (one of `TRUNCATIONS`).
+        stride: With windows, the tokens neighbouring windows share; None cuts.
+    """
+
+    truncation: str
+    stride: int | None = None
+
+    def key(self) -> list:
+        """How it is named in a token cache digest (a cut as it was named before windows)."""
+        return [cache_key(self.truncation), *([] if self.stride is None else [self.stride])]
 
 
 def resolve_truncation(setting: str, tokenizer) -> str:
@@ -67,6 +93,39 @@ def kept_positions(length: int, keep: int, strategy: str) -> np.ndarray:
         return positions[length - keep :]
     head = head_tokens(keep)
     return np.concatenate([positions[:head], positions[length - (keep - head) :]])
+
+
+def window_spans(length: int, size: int, stride: int) -> list[tuple[int, int]]:
+    """The `[start, stop)` token spans of a text's windows of `size` tokens.
+
+    Each starts `size - stride` tokens after the one before; the last reaches the end.
+    """
+    if length <= size:
+        return [(0, length)]
+    step = size - stride
+    count = 1 + -(-(length - size) // step)
+    return [(i * step, min(i * step + size, length)) for i in range(count)]
+
+
+def default_stride(size: int) -> int:
+    """Tokens neighbouring windows share when `stride` is "auto": a quarter of a window."""
+    return size // 4
+
+
+def windows(encoding, max_length: int, stride: int) -> list[tuple[list[int], list[int]]]:
+    """Splits an untruncated encoding of one text into windows of `max_length` tokens.
+
+    Returns:
+        Each window's token ids and token type ids, special tokens included.
+    """
+    sequence = np.array([-1 if s is None else s for s in encoding.sequence_ids])
+    specials, text = np.flatnonzero(sequence < 0), np.flatnonzero(sequence == 0)
+    ids, types = encoding.ids, encoding.type_ids
+    out = []
+    for start, stop in window_spans(len(text), max_length - len(specials), stride):
+        keep = np.sort(np.concatenate([specials, text[start:stop]]))
+        out.append(([ids[i] for i in keep], [types[i] for i in keep]))
+    return out
 
 
 def cut(encoding, max_length: int, strategy: str) -> tuple[list[int], list[int]]:

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow
 
 from tf_finetune.data import long_text
-from tf_finetune.errors import ModelError, first_line, short_reason
+from tf_finetune.errors import ConfigError, ModelError, first_line, short_reason
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,11 @@ class TokenizedData:
         max_length: Tokens per example after truncation.
         longest_train: Tokens in the longest training example, before truncation to
             `max_length` (capped at the model's limit).
-        truncated: Examples cut to `max_length`, by split.
+        truncated: Texts longer than `max_length` (cut, or split into windows), by split.
         truncation: The strategy that cut them (`long_text`).
+        stride: With windows, the tokens neighbouring windows share; None when texts
+            were cut. The splits' rows are then windows, with `document` (the index
+            of the window's text in the split) and `window` columns.
         cached: Splits read from the token cache rather than tokenized now.
         digests: Each split's digest of everything its tokens depend on (its texts and
             labels, the tokenizer, the length cut): what names it in the token cache,
@@ -54,6 +57,7 @@ class TokenizedData:
     longest_train: int
     truncated: dict[str, int]
     truncation: str
+    stride: int | None = None
     cached: int = 0
     digests: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -115,8 +119,11 @@ def tokenize(
     limit: int,
     cache_dir: Path | None = None,
     truncation: str = "auto",
+    windows: bool = False,
+    stride: int | str = "auto",
+    max_windows: int | None = None,
 ) -> TokenizedData:
-    """Tokenizes every split once, in batches on every core, with truncation.
+    """Tokenizes every split once, in batches on every core, with truncation or windows.
 
     One pass gives the token ids and which examples were cut: it truncates one token
     past the longest allowed, so an example that reaches that length was longer, and
@@ -137,6 +144,13 @@ def tokenize(
             instead of tokenizing. None tokenizes in memory.
         truncation: Which tokens of a longer text are kept: a strategy of `long_text`,
             or "auto" (the tokenizer's `truncation_side`).
+        windows: Split a longer text into windows instead (`long_text.windows`): a
+            split's rows are then windows, with `document` and `window` columns.
+        stride: With windows, the tokens neighbouring windows share, or "auto".
+        max_windows: With windows, the training split keeps each text's first this many.
+
+    Raises:
+        ConfigError: Windows of text pairs, or a stride as long as a window.
     """
     if max_length != "auto" and max_length > limit:
         logger.warning("max_length %d exceeds the model's limit; using %d.", max_length, limit)
@@ -146,28 +160,40 @@ def tokenize(
     names = ["input_ids"]  # the stored columns; the attention mask is made per batch
     if "token_type_ids" in tokenizer.model_input_names:
         names.append("token_type_ids")
-    encoded, digests, cached = {}, {}, 0
-    for name, split in splits.items():
-        digests[name] = _digest(split, tokenizer, keep, names, truncation)
+    encoded, digests, cached, longest = {}, {}, 0, keep
+    # Train first: with "auto", its longest text decides where the other splits are cut.
+    for name in sorted(splits, key=lambda n: n != "train"):
+        split = splits[name]
+        if windows and name != "train" and max_length == "auto":
+            keep = longest
+        cutting = _cutting(truncation, windows, stride, keep, tokenizer, split)
+        digests[name] = _digest(split, tokenizer, keep, names, cutting)
         encoded[name], hit = _encode(
-            split, tokenizer, keep, names, truncation, _cached_path(digests[name], cache_dir)
+            split, tokenizer, keep, names, cutting, _cached_path(digests[name], cache_dir)
         )
         cached += hit
-    train = encoded["train"]
-    longest = keep if _count(train) else int(row_lengths(train).max(initial=0))
+        if name == "train":
+            train = encoded["train"]
+            longest = keep if _count(train) else int(row_lengths(train).max(initial=0))
+    encoded = {name: encoded[name] for name in splits}  # the splits' own order
     if max_length == "auto":
         max_length = longest
-        for name, split in encoded.items():
-            if name != "train":
-                encoded[name] = _cut_to(split, splits[name], tokenizer, max_length, truncation)
+        if not windows:
+            for name, split in encoded.items():
+                if name != "train":
+                    encoded[name] = _cut_to(split, splits[name], tokenizer, max_length, truncation)
     truncated = {name: _count(split) for name, split in encoded.items()}
+    # What the export does with a longer text: cut, or windows of max_length tokens.
+    cutting = _cutting(truncation, windows, stride, max_length, tokenizer, splits["train"])
     if any(truncated.values()):
         logger.warning(
-            "Texts longer than %d tokens, cut (%s): %s.",
+            "Texts longer than %d tokens, %s: %s.",
             max_length,
-            truncation,
-            ", ".join(f"{truncated[n]} of {len(s)} {n}" for n, s in encoded.items()),
+            f"split into windows (stride {cutting.stride})" if windows else f"cut ({truncation})",
+            ", ".join(f"{truncated[n]} of {len(splits[n])} {n}" for n in encoded),
         )
+    if windows and max_windows is not None:
+        encoded["train"] = _first_windows(encoded["train"], max_windows)
     tokenized = datasets.DatasetDict(
         {name: split.remove_columns("truncated") for name, split in encoded.items()}
     )
@@ -187,9 +213,38 @@ def tokenize(
         longest_train=longest,
         truncated=truncated,
         truncation=truncation,
+        stride=cutting.stride,
         cached=cached,
         digests=digests,
     )
+
+
+def _cutting(truncation, windows, stride, keep, tokenizer, split) -> long_text.Cutting:
+    """The split's `long_text.Cutting`, its windows' stride resolved for `keep` tokens."""
+    if not windows:
+        return long_text.Cutting(truncation)
+    if "text_pair" in split.column_names:
+        raise ConfigError(
+            "--long-text windows takes single texts, and this data has text pairs "
+            "(text_pair_column). Use --long-text truncate for pairs."
+        )
+    size = keep - tokenizer.num_special_tokens_to_add(pair=False)
+    if stride == "auto":
+        stride = long_text.default_stride(size)
+    if stride >= size:
+        raise ConfigError(
+            f"Config key 'stride' must be less than the text tokens of a window ({size}: "
+            f"max_length {keep} less the special tokens). Received: {stride}."
+        )
+    return long_text.Cutting(truncation, stride)
+
+
+def _first_windows(split: datasets.Dataset, count: int) -> datasets.Dataset:
+    """The split's windows that are among their text's first `count`."""
+    window = split.with_format("numpy")["window"][:]
+    kept = np.flatnonzero(window < count)
+    logger.info("Training on %d windows (the first %d of each text).", len(kept), count)
+    return split.select(kept) if len(kept) < len(split) else split
 
 
 def _count(split: datasets.Dataset) -> int:
@@ -221,11 +276,14 @@ def _cut_to(split, texts, tokenizer, max_length: int, truncation: str):
     return split.map(replace, batched=True, with_indices=True, keep_in_memory=True, desc="Cutting")
 
 
-def _encode(split, tokenizer, keep: int, names: list[str], truncation: str, path: Path | None):
+def _encode(
+    split, tokenizer, keep: int, names: list[str], cutting: long_text.Cutting, path: Path | None
+):
     """Tokenizes one split to at most `keep` tokens; flags the examples that were longer.
 
     The result is written to `path` and read back from it when it is already there;
-    None tokenizes in memory.
+    None tokenizes in memory. With windows, a row is a window, and `document` and
+    `window` say which text it comes from and which of its windows it is.
 
     Returns:
         The tokenized split, and whether it was read from the cache.
@@ -238,19 +296,28 @@ def _encode(split, tokenizer, keep: int, names: list[str], truncation: str, path
 
     has_pair = "text_pair" in split.column_names
     types = "token_type_ids" in names
-    backend = _Backend(tokenizer, truncation)
+    backend = _Backend(tokenizer, cutting.truncation)
 
-    def encode(batch: pyarrow.Table) -> pyarrow.Table:
+    def encode(batch: pyarrow.Table, indices: list[int]) -> pyarrow.Table:
         texts = batch["text"].to_pylist()
         pairs = batch["text_pair"].to_pylist() if has_pair else None
         inputs = list(zip(texts, pairs, strict=True)) if has_pair else texts
-        out, truncated = backend.encode(inputs, keep)
+        labels, where = batch["labels"], {}
+        if cutting.stride is None:
+            out, truncated = backend.encode(inputs, keep)
+        else:
+            out, truncated, local = backend.windows(inputs, keep, cutting.stride)
+            labels = labels.take(pyarrow.array(local))
+            where = {
+                "document": np.asarray(indices, np.int64)[local],
+                "window": (np.arange(len(local)) - np.searchsorted(local, local)).astype(np.int32),
+            }
         columns = {"input_ids": pyarrow.array([e.ids for e in out], pyarrow.list_(pyarrow.int32()))}
         if types:
             columns["token_type_ids"] = pyarrow.array(
                 [e.type_ids for e in out], pyarrow.list_(pyarrow.int8())
             )
-        return pyarrow.table({"labels": batch["labels"], **columns, "truncated": truncated})
+        return pyarrow.table({"labels": labels, **columns, "truncated": truncated, **where})
 
     features = datasets.Features(
         {
@@ -258,8 +325,15 @@ def _encode(split, tokenizer, keep: int, names: list[str], truncation: str, path
             "input_ids": datasets.Sequence(datasets.Value("int32")),
             **({"token_type_ids": datasets.Sequence(datasets.Value("int8"))} if types else {}),
             "truncated": datasets.Value("bool"),
+            **(
+                {"document": datasets.Value("int64"), "window": datasets.Value("int32")}
+                if cutting.stride is not None
+                else {}
+            ),
         }
     )
+    # Windows change the number of rows: every input column goes.
+    drop = split.column_names if cutting.stride is not None else _TEXT_COLUMNS
 
     def run(path):
         return (
@@ -267,8 +341,9 @@ def _encode(split, tokenizer, keep: int, names: list[str], truncation: str, path
             .map(
                 encode,
                 batched=True,
+                with_indices=True,
                 batch_size=1000,
-                remove_columns=[c for c in _TEXT_COLUMNS if c in split.column_names],
+                remove_columns=[c for c in drop if c in split.column_names],
                 features=features,
                 desc="Tokenizing",
                 cache_file_name=str(path) if path else None,
@@ -306,6 +381,23 @@ class _Backend:
         self._tokenizer = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
         self._tokenizer.no_padding()
         self._truncation = truncation
+
+    def windows(self, inputs: list[str], keep: int, stride: int):
+        """Encodes texts, a longer text as windows of `keep` tokens (`long_text.windows`).
+
+        Returns:
+            The windows' encodings in text order, whether each is the first of a text
+            that was split, and the index of each window's text in `inputs`.
+        """
+        out, split = self.encode(inputs, keep)  # the texts that fit are done
+        whole = iter(self._encode([text for text, cut in zip(inputs, split, strict=True) if cut]))
+        rows, first, documents = [], [], []
+        for index, (encoding, cut) in enumerate(zip(out, split, strict=True)):
+            parts = [_Cut(*w) for w in long_text.windows(next(whole), keep, stride)] if cut else []
+            rows += parts or [encoding]
+            first += [cut] + [False] * (len(parts) - 1)
+            documents += [index] * max(len(parts), 1)
+        return rows, np.array(first, bool), np.array(documents, np.int64)
 
     def encode(self, inputs: list, keep: int) -> tuple[list, np.ndarray]:
         """Encodes texts (or pairs of texts) cut to `keep` tokens.
@@ -352,6 +444,12 @@ def encode(tokenizer, inputs: list, max_length: int, truncation: str) -> list:
     return _Backend(tokenizer, truncation).encode(inputs, max_length)[0]
 
 
+def windows(tokenizer, texts: list[str], max_length: int, stride: int) -> list[list]:
+    """Each text's windows' encodings (`ids`, `type_ids`), as training splits it."""
+    rows, _, documents = _Backend(tokenizer, "head").windows(texts, max_length, stride)
+    return [[rows[i] for i in np.flatnonzero(documents == t)] for t in range(len(texts))]
+
+
 def _cached_path(digest: str, cache_dir: Path | None) -> Path | None:
     """The split's file in the token cache; None without a usable cache folder."""
     if cache_dir is None:
@@ -365,7 +463,7 @@ def _cached_path(digest: str, cache_dir: Path | None) -> Path | None:
 
 
 def _digest(
-    split: datasets.Dataset, tokenizer, keep: int, names: list[str], truncation: str
+    split: datasets.Dataset, tokenizer, keep: int, names: list[str], cutting: long_text.Cutting
 ) -> str:
     """A digest of everything a tokenized split depends on.
 
@@ -376,7 +474,7 @@ def _digest(
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     for state in ("truncation", "padding"):  # the last call's settings, not the tokenizer's
         spec.pop(state, None)
-    cut = [keep, long_text.cache_key(truncation)]
+    cut = [keep, *cutting.key()]
     digest.update(json.dumps([_CACHE_FORMAT, cut, names, spec], sort_keys=True).encode())
     columns = [c for c in (*_TEXT_COLUMNS, "labels") if c in split.column_names]
     parts = {column: (hashlib.sha256(), hashlib.sha256()) for column in columns}
@@ -400,6 +498,13 @@ def _string_offsets(chunk: pyarrow.Array) -> np.ndarray:
     width = np.int64 if pyarrow.types.is_large_string(chunk.type) else np.int32
     offsets = np.frombuffer(chunk.buffers()[1], width)
     return offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+
+
+def documents(split: datasets.Dataset) -> np.ndarray | None:
+    """Each window's text (its index in the split) where the split's rows are windows."""
+    if "document" not in split.column_names:
+        return None
+    return split.with_format("numpy")["document"][:]
 
 
 def row_lengths(split: datasets.Dataset) -> np.ndarray:

@@ -35,6 +35,16 @@ def predict_probabilities(model, batches) -> np.ndarray:
     return probabilities_of(predict_logits(model, batches))
 
 
+def per_text(probabilities: np.ndarray, documents: np.ndarray | None) -> np.ndarray:
+    """Each text's probabilities: the mean of its windows' (`documents`, ascending, names
+    each window's text); `probabilities` as they are without windows."""
+    if documents is None:
+        return probabilities
+    starts = np.flatnonzero(np.r_[True, np.diff(documents) != 0])
+    counts = np.diff(np.r_[starts, len(documents)])
+    return np.add.reduceat(probabilities, starts, axis=0) / counts[:, None]
+
+
 def build_report(y_true, probabilities: np.ndarray, label_names: list[str]) -> dict:
     """Returns scikit-learn's report dict plus `confusion_matrix` and `labels`.
 
@@ -105,7 +115,14 @@ def write_predictions(path: Path, texts, y_true, probabilities, label_names) -> 
 def describe_truncated(truncated: dict, split: str | None = None) -> str:
     """The report's line on the texts longer than max_length (a report's `truncated`)."""
     texts = f"{split} texts" if split else "texts"
+    if truncated["truncation"] == "windows":
+        what = (
+            f"were split into windows sharing {truncated['stride']} tokens; each text's "
+            "probabilities are its windows' mean"
+        )
+    else:
+        what = f"were cut ({truncated['truncation']})"
     return (
         f"{truncated['texts']} of {truncated['of']} {texts} were longer than "
-        f"{truncated['max_length']} tokens and were cut ({truncated['truncation']})."
+        f"{truncated['max_length']} tokens and {what}."
     )

@@ -91,6 +91,32 @@ class TemplatedTokenizer(tf.Module):
             truncated = tf.where(single, truncated, both)
         return ids, types, truncated
 
+    def windows(
+        self, text: tf.Tensor, stride: int
+    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.Tensor, tf.Tensor]:
+        """Splits each row's tokens into windows of `max_length`, as `long_text.windows`.
+
+        Returns:
+            The windows' token ids and token type ids, `[windows, (tokens)]`, each
+            row's windows in order; whether each row had more than one window
+            (`[batch]`); and each window's row (`[windows]`).
+        """
+        tokens = self.token_ids(text)
+        template = self._template
+        size = self.max_length - template.specials(pair=False)
+        step = size - stride
+        length = tf.cast(tokens.row_lengths(), tf.int32)
+        count = tf.where(length <= size, 1, 1 + (length - size + step - 1) // step)
+        rows = tf.repeat(tf.range(tf.shape(text)[0]), count)
+        start = tf.ragged.range(count).flat_values * step
+        stop = tf.minimum(start + size, tf.gather(length, rows))
+        offset = tf.gather(tf.cast(tokens.row_starts(), tf.int32), rows)
+        kept = tf.gather(tokens.values, tf.ragged.range(start + offset, stop + offset))
+        before, after = (_fixed(part, tf.shape(rows)[0]) for part in template.single)
+        ids = tf.concat([before[0], kept, after[0]], axis=1)
+        types = tf.concat([before[1], _like(kept, template.a_type), after[1]], axis=1)
+        return ids, types, count > 1, rows
+
     def pad(self, ids: tf.RaggedTensor, types: tf.RaggedTensor) -> dict:
         """Returns `ragged`'s output as model inputs padded to the longest row."""
         return {

@@ -70,6 +70,7 @@ def export_saved_model(
     max_length: int | None = None,
     text_pair: bool = False,
     truncation: str = "head",
+    stride: int | None = None,
 ) -> Export:
     """Writes the next integer version of a SavedModel under `model_dir`.
 
@@ -90,6 +91,9 @@ def export_saved_model(
         text_pair: Whether the raw-text signature takes `text_pair` too.
         truncation: Which tokens of a longer text the raw-text signature keeps
             (`data.long_text`), as training kept them.
+        stride: With windows, the tokens neighbouring windows share: the raw-text
+            signature splits a longer text into windows and returns the mean of their
+            probabilities. None cuts it.
 
     Raises:
         ExportError: The SavedModel cannot be written, or its outputs differ from the model's.
@@ -98,7 +102,7 @@ def export_saved_model(
     version = 1 + max((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), default=0)
     final = model_dir / str(version)
     tokens, reason = _graph_tokenizer(tokenizer, max_length, truncation)
-    module, signatures = _serving_module(model, label_names, input_names, tokens, text_pair)
+    module, signatures = _serving_module(model, label_names, input_names, tokens, text_pair, stride)
     try:
         with atomic.staged_directory(final) as staging:
             tf.saved_model.save(module, str(staging), signatures=signatures)
@@ -110,6 +114,7 @@ def export_saved_model(
                 max_length,
                 text_pair,
                 truncation,
+                stride,
             )
             atomic.fault_point("export")
     except (OSError, tf.errors.OpError) as error:
@@ -147,7 +152,7 @@ def _graph_tokenizer(tokenizer, max_length, truncation):
     return graph_tokenizer.GraphTokenizer(tables, max_length, truncation), None
 
 
-def _serving_module(model, label_names, input_names, tokens, text_pair):
+def _serving_module(model, label_names, input_names, tokens, text_pair, stride):
     """Returns the module to save and its signatures, each traced once.
 
     The signatures are concrete functions only: a `tf.function` kept on the module
@@ -178,7 +183,10 @@ def _serving_module(model, label_names, input_names, tokens, text_pair):
         return module, {"serving_default": token_ids, TOKEN_IDS_SIGNATURE: token_ids}
     module.tokenizer = tokens
     module.max_length = tf.Variable(tokens.max_length, dtype=tf.int32, trainable=False)
-    module.truncation = tf.Variable(tokens.truncation, dtype=tf.string, trainable=False)
+    cutting = tokens.truncation if stride is None else "windows"
+    module.truncation = tf.Variable(cutting, dtype=tf.string, trainable=False)
+    if stride is not None:
+        module.stride = tf.Variable(stride, dtype=tf.int32, trainable=False)
 
     def logits_by_length(ids, types):
         # Rows are run in chunks of similar length, each padded only to its own longest
@@ -199,8 +207,14 @@ def _serving_module(model, label_names, input_names, tokens, text_pair):
         return tf.scatter_nd(order[:, None], logits.concat(), [count, len(label_names)])
 
     def predict(text, pair=None):
-        ids, types, truncated = tokens.ragged(text, pair)
-        scores = tf.nn.softmax(logits_by_length(ids, types), axis=-1)
+        if stride is None:
+            ids, types, truncated = tokens.ragged(text, pair)
+            scores = tf.nn.softmax(logits_by_length(ids, types), axis=-1)
+        else:  # each text's windows' mean
+            ids, types, truncated, rows = tokens.windows(text, stride)
+            scores = tf.math.unsorted_segment_mean(
+                tf.nn.softmax(logits_by_length(ids, types), axis=-1), rows, tf.shape(text)[0]
+            )
         label_id = tf.argmax(scores, axis=-1, output_type=tf.int32)
         return {
             "scores": scores,
@@ -222,7 +236,7 @@ def _serving_module(model, label_names, input_names, tokens, text_pair):
 
 
 def _check_reload(
-    path: Path, model, input_names, tokenizer, max_length, text_pair, truncation
+    path: Path, model, input_names, tokenizer, max_length, text_pair, truncation, stride
 ) -> None:
     """Reloads the SavedModel and compares it with the model on probe inputs."""
     from tf_finetune.data import tokenization
@@ -244,17 +258,24 @@ def _check_reload(
     pairs = _PROBE_TEXTS[::-1] if text_pair else None
     texts, expected = [], []
     inputs = list(zip(_PROBE_TEXTS, pairs, strict=True)) if pairs else _PROBE_TEXTS
-    encoded = tokenization.encode(tokenizer, inputs, max_length, truncation)
-    for index, encoding in enumerate(encoded):  # one by one: no pad token needed
-        if not encoding.ids:
+    if stride is None:
+        encoded = [[e] for e in tokenization.encode(tokenizer, inputs, max_length, truncation)]
+    else:
+        encoded = tokenization.windows(tokenizer, inputs, max_length, stride)
+    for index, parts in enumerate(encoded):  # one by one: no pad token needed
+        if not parts[0].ids:
             continue  # no token (no special tokens either): no model input to compare
-        given = {
-            "input_ids": [encoding.ids],
-            "attention_mask": [[1] * len(encoding.ids)],
-            "token_type_ids": [encoding.type_ids],
-        }
-        logits = model({n: tf.constant(given[n], tf.int32) for n in input_names}, training=False)
-        expected.append(tf.nn.softmax(tf.cast(logits.logits, tf.float32))[0].numpy())
+        scores = []
+        for encoding in parts:
+            given = {
+                "input_ids": [encoding.ids],
+                "attention_mask": [[1] * len(encoding.ids)],
+                "token_type_ids": [encoding.type_ids],
+            }
+            given = {n: tf.constant(given[n], tf.int32) for n in input_names}
+            logits = model(given, training=False).logits
+            scores.append(tf.nn.softmax(tf.cast(logits, tf.float32))[0].numpy())
+        expected.append(np.mean(scores, axis=0))
         texts.append((_PROBE_TEXTS[index], pairs[index] if pairs else None))
     expected = np.stack(expected)
     inputs = {"text": tf.constant([text for text, _ in texts])}

@@ -73,6 +73,7 @@ class ExportedModel:
         cut = hasattr(loaded, "truncation")
         self.max_length = int(loaded.max_length.numpy()) if cut else None
         self.truncation = loaded.truncation.numpy().decode() if cut else None
+        self.stride = int(loaded.stride.numpy()) if hasattr(loaded, "stride") else None
         self._loaded = loaded  # keeps the signature's variables alive
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
@@ -424,6 +425,7 @@ def report_file(
             "of": len(texts),
             "max_length": model.max_length,
             "truncation": model.truncation,
+            **({"stride": model.stride} if model.stride is not None else {}),
         }
         text += "\n" + scoring.describe_truncated(report["truncated"]) + "\n"
     return {

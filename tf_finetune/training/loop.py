@@ -61,12 +61,15 @@ class ValidationSplit:
         labels: Its label ids, in split order.
         texts: Its texts, in split order.
         label_names: Label names by id.
+        documents: With windows, each window's text (its index in the split): a
+            text's probabilities are the mean of its windows'. None without.
     """
 
     batches: object
     labels: list[int]
     texts: list[str]
     label_names: list[str]
+    documents: object = None
 
 
 def train(
@@ -109,9 +112,7 @@ def train(
         TrainingDiverged: The loss became NaN or infinite.
     """
     meter = throughput.SpeedMeter(train_batches, compiles_per_shape)
-    scorer = summaries.ValidationSummaries(
-        validation.batches, validation.labels, validation.texts, validation.label_names, log_dir
-    )
+    scorer = summaries.ValidationSummaries(validation, log_dir)
     checkpointer.after_save.append(scorer.flush)
     with interruption.StopSignals() as signals:
         saver = checkpointing.TrainingCheckpoint(

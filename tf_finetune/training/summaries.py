@@ -185,28 +185,30 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
     """Scores the validation split after each epoch and logs the scores to TensorBoard.
 
     Args:
-        batches: `tf_data.Batches` of the validation split (evaluation order).
-        y_true: The split's label ids, in split order.
-        texts: The split's texts, in split order.
-        label_names: Label names by id.
+        validation: The split (`loop.ValidationSplit`): its batches, and its texts'
+            label ids, texts and, with windows, each window's text.
         log_dir: The run's TensorBoard folder; summaries go to its `validation/`.
 
     Like `StepSummaries`, it writes an epoch's summaries in `flush`, once the epoch's
     checkpoint is saved, so a resumed run never logs an epoch twice.
     """
 
-    def __init__(self, batches, y_true, texts, label_names, log_dir: Path):
+    def __init__(self, validation, log_dir: Path):
         super().__init__()
-        self._batches = batches
-        self._y_true = np.asarray(y_true)
-        self._texts = texts
-        self._labels = list(label_names)
+        self._batches = validation.batches
+        self._documents = validation.documents
+        self._y_true = np.asarray(validation.labels)
+        self._texts = validation.texts
+        self._labels = list(validation.label_names)
         self._writer = file_writer(Path(log_dir) / "validation")
         self._pending = None
 
     def on_epoch_end(self, epoch, logs=None):
         logits = scoring.predict_logits(self.model, self._batches)
         probabilities = scoring.probabilities_of(logits)
+        if self._documents is not None:  # a text's windows' mean, and its loss
+            probabilities = scoring.per_text(probabilities, self._documents)
+            logits = np.log(np.maximum(probabilities, np.finfo(np.float32).tiny))
         report = scoring.build_report(self._y_true, probabilities, self._labels)
         self._pending = (epoch, report, probabilities)
         if logs is not None:  # for the callbacks after this one: early stopping, history
