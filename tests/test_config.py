@@ -213,7 +213,7 @@ def test_the_role_lists_are_derived_from_the_fields():
 
     assert set(config.RESUMABLE_CHANGES) == {
         "epochs", "checkpoint_steps", "log_steps", "output_dir", "run_name",
-        "jit_compile", "strategy", "devices", "deterministic",
+        "jit_compile", "strategy", "devices", "deterministic", "tune_thresholds",
     }  # fmt: skip
     assert "train_file" in config.DATA_KEYS and "learning_rate" not in config.DATA_KEYS
     assert "learning_rate" in config.HPARAM_KEYS and "output_dir" not in config.HPARAM_KEYS

@@ -73,9 +73,7 @@ def test_head_misses_a_label_in_the_tail_that_tail_and_head_tail_keep(files, tin
     assert "were cut (head_tail)" in served["text"]
 
 
-def test_windows_score_each_text_by_all_of_it_in_the_report_and_the_export(
-    files, tiny_checkpoint
-):
+def test_windows_score_each_text_by_all_of_it_in_the_report_and_the_export(files, tiny_checkpoint):
     run = fit_with(files, tiny_checkpoint, "head", long_text="windows", stride=4)
     assert run.report["accuracy"] > 0.9
     assert run.report["truncated"] == {

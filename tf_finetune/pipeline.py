@@ -167,7 +167,7 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     evaluated = evaluate(resolved, full, inputs, plan, trained)
     _write_checkpoint_and_report(run.path, model, inputs, evaluated, trained.history)
     clock.lap("report")
-    exported = export_model(run.path, full, inputs)
+    exported = export_model(run.path, full, inputs, evaluated.thresholds)
     clock.lap("export")
     stats = trained.stats | {"phase_seconds": clock.seconds}
     atomic.write_text(run.path / STATS_NAME, json.dumps(stats, indent=2) + "\n")
@@ -257,7 +257,7 @@ def tokenize_inputs(config: FitConfig, data, model_path: str) -> Inputs:
     from tf_finetune.data import tokenization
     from tf_finetune.modeling import models
 
-    model_config = models.load_model_config(model_path, data.label_names)
+    model_config = models.load_model_config(model_path, data.label_names, data.multi_label)
     tokenizer = tokenization.load_tokenizer(model_path)
     tokens = tokenization.tokenize(
         data.splits,
@@ -294,9 +294,15 @@ def resolve_config(config: FitConfig, inputs: Inputs, strategy, run) -> FitConfi
     from tf_finetune.modeling import models
     from tf_finetune.runtime import distribution
 
+    if config.tune_thresholds and not inputs.data.multi_label:
+        raise ConfigError(
+            "tune_thresholds chooses multi-label decision thresholds, and this data has "
+            "one label per example. Leave it out, or give multi-label data."
+        )
     return dataclasses.replace(
         config,
         max_length=inputs.tokens.max_length,
+        problem="multi_label" if inputs.data.multi_label else "single_label",
         truncation=inputs.tokens.truncation,
         stride=config.stride if inputs.tokens.stride is None else inputs.tokens.stride,
         pad_to_multiple_of=distribution.resolve_pad_multiple(config.pad_to_multiple_of),
@@ -360,7 +366,9 @@ def plan_batches(config: FitConfig, inputs: Inputs, strategy) -> BatchPlan:
         else "",
     )
     steps_per_epoch = batching.batches_per_pass(len(splits["train"]), global_batch)
-    weights = losses.class_weights(config.class_weights, names, splits["train"]["labels"][:])
+    weights = losses.class_weights(
+        config.class_weights, names, batching.label_array(splits["train"])
+    )
     if weights is not None:
         described = ", ".join(f"{n} {w:.3g}" for n, w in zip(names, weights, strict=True))
         logger.info("Class weights: %s.", described)
@@ -407,6 +415,7 @@ def build_model(config: FitConfig, inputs: Inputs, plan: BatchPlan, strategy):
             class_weights=plan.class_weights,
             label_smoothing=config.label_smoothing,
             freeze_base=config.freeze_base,
+            multi_label=inputs.data.multi_label,
         )
     return model
 
@@ -505,33 +514,53 @@ class Evaluated:
         report: scikit-learn's report dict plus `confusion_matrix`, `labels` and
             `model_epoch`.
         text: The report as text, naming the epoch and the pictures.
-        y_true: The split's label ids.
+        y_true: The split's label ids (multi-label: 0/1 rows).
         probabilities: The model's class probabilities, in split order.
+        thresholds: Multi-label: each label's decision threshold when tuned, else None.
     """
 
     split: str
     report: dict
     text: str
-    y_true: list[int]
+    y_true: object
     probabilities: object
+    thresholds: list[float] | None = None
 
 
 def evaluate(config, model, inputs: Inputs, plan: BatchPlan, trained: Trained) -> Evaluated:
     """Scores the chosen epoch's model on the test split (validation without one).
 
-    With windows, a text's probabilities are the mean of its windows'.
+    With windows, a text's probabilities are the mean of its windows' (multi-label:
+    their maximum). A multi-label run with `tune_thresholds` chooses each label's
+    threshold on validation first.
     """
-    from tf_finetune.data import tokenization
-    from tf_finetune.evaluation import scoring
+    import numpy as np
 
-    split, names = inputs.data.eval_split, inputs.data.label_names
+    from tf_finetune.data import tokenization
+    from tf_finetune.evaluation import multi_label, scoring
+
+    multi, names = inputs.data.multi_label, inputs.data.label_names
+
+    def scored(split, batches):
+        tokens = inputs.tokens.splits[split]
+        probabilities = scoring.predict_probabilities(model, batches, multi)
+        return scoring.per_text(probabilities, tokenization.documents(tokens), multi)
+
+    split = inputs.data.eval_split
     tokens = inputs.tokens.splits[split]
     batches = trained.validation if split == "validation" else plan.recipe.batches(tokens)
-    probabilities = scoring.per_text(
-        scoring.predict_probabilities(model, batches), tokenization.documents(tokens)
-    )
-    y_true = inputs.data.splits[split]["labels"][:]
-    report = scoring.build_report(y_true, probabilities, names)
+    probabilities = scored(split, batches)
+    y_true = np.asarray(inputs.data.splits[split]["labels"][:])
+    thresholds = None
+    if config.tune_thresholds:
+        held = probabilities if split == "validation" else scored("validation", trained.validation)
+        truth = np.asarray(inputs.data.splits["validation"]["labels"][:])
+        thresholds = multi_label.tune_thresholds(truth, held)
+        logger.info(
+            "Thresholds tuned on validation: %s.",
+            ", ".join(f"{n} {t:.3f}" for n, t in zip(names, thresholds, strict=True)),
+        )
+    report = scoring.build_report(y_true, probabilities, names, thresholds)
     report["model_epoch"] = dataclasses.asdict(trained.chosen)
     report["truncated"] = {
         "texts": inputs.tokens.truncated[split],
@@ -541,7 +570,7 @@ def evaluate(config, model, inputs: Inputs, plan: BatchPlan, trained: Trained) -
     }
     if inputs.tokens.stride is not None:
         report["truncated"] |= {"truncation": "windows", "stride": inputs.tokens.stride}
-    text = scoring.format_report(y_true, probabilities, names) + (
+    text = scoring.format_report(y_true, probabilities, names, thresholds) + (
         f"\n{scoring.describe_truncated(report['truncated'], split)}"
         f"\n{trained.chosen.describe()}\nPictures in {Path(config.output_dir) / config.run_name}: "
         f"{CONFUSION_PNG} ({split} split) and {CURVES_PNG} (loss and accuracy per epoch).\n"
@@ -553,11 +582,16 @@ def evaluate(config, model, inputs: Inputs, plan: BatchPlan, trained: Trained) -
         report["macro avg"]["f1-score"],
     )
     return Evaluated(
-        split=split, report=report, text=text, y_true=y_true, probabilities=probabilities
+        split=split,
+        report=report,
+        text=text,
+        y_true=y_true,
+        probabilities=probabilities,
+        thresholds=thresholds,
     )
 
 
-def export_model(run_path: Path, model, inputs: Inputs):
+def export_model(run_path: Path, model, inputs: Inputs, thresholds=None):
     """Exports the SavedModel as the run directory's next version."""
     from tf_finetune.export import saved_model
 
@@ -571,6 +605,8 @@ def export_model(run_path: Path, model, inputs: Inputs):
         text_pair=inputs.data.has_text_pair,
         truncation=inputs.tokens.truncation,
         stride=inputs.tokens.stride,
+        multi_label=inputs.data.multi_label,
+        thresholds=thresholds,
     )
 
 
@@ -599,6 +635,8 @@ def _as_begun(config: FitConfig, stored: FitConfig, resolved: FitConfig):
         stored = dataclasses.replace(stored, length_buckets=0)
     if stored.truncation == "auto":  # begun before `truncation`: cut on the tokenizer's side
         stored = dataclasses.replace(stored, truncation=resolved.truncation)
+    if stored.problem == "auto":  # begun before multi-label data: single-label
+        stored = dataclasses.replace(stored, problem=resolved.problem)
     kept = {
         name: getattr(stored, name)
         for name in _KEPT_ON_RESUME
@@ -673,10 +711,10 @@ def _write_checkpoint_and_report(
     try:
         with atomic.staged_files(run_path) as staging:
             atomic.fault_point("report")
-            plots.confusion_matrix_png(
-                evaluated.report["confusion_matrix"], names, staging / CONFUSION_PNG
-            )
+            plots.report_png(evaluated.report, staging / CONFUSION_PNG)
             plots.training_curves_png(history, staging / CURVES_PNG)
+            if evaluated.thresholds is not None:  # read back by `predict` from Python
+                model.config.decision_thresholds = evaluated.thresholds
             model.save_pretrained(staging)
             inputs.tokenizer.save_pretrained(staging)
             (staging / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
@@ -687,6 +725,7 @@ def _write_checkpoint_and_report(
                 evaluated.y_true,
                 evaluated.probabilities,
                 names,
+                evaluated.thresholds,
             )
     except (OSError, tf.errors.OpError) as error:
         # tf.errors.OpError: TensorFlow's file system reports a full disk as

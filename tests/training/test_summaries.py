@@ -73,7 +73,12 @@ def test_each_epoch_logs_scores_equal_to_scikit_learns_on_the_same_predictions(
     keras_loss, keras_accuracy = model.evaluate(batches.dataset, verbose=0)
     assert logs["val_loss"] == pytest.approx(keras_loss, abs=1e-5)
     assert logs["val_accuracy"] == pytest.approx(keras_accuracy, abs=1e-6)
-    assert set(logs) == {"loss", "val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1"}
+    assert set(logs) == {
+        "loss", "val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1", "val_micro_f1",
+        "val_samples_f1",
+    }  # fmt: skip
+    # One label per example: micro F1 and the mean of each example's F1 are the accuracy.
+    assert logs["val_micro_f1"] == logs["val_samples_f1"] == logs["val_accuracy"]
     assert not read_tensors(tmp_path / "validation")  # held back until the checkpoint
     callback.flush()
     callback.on_train_end()

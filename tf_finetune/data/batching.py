@@ -24,6 +24,7 @@ import itertools
 
 import datasets
 import numpy as np
+import pyarrow
 import tensorflow as tf
 
 from tf_finetune.data import tokenization
@@ -320,7 +321,7 @@ def grouped_batches(
         )
         for plan, plan_widths in zip(plans, widths, strict=True)
     ]
-    labels = np.asarray(split["labels"][:], np.int64)
+    labels = label_array(split)
     dataset = _padded_dataset(
         raw, lengths, labels, input_names, pad_values, plans, widths, first_step
     )
@@ -412,7 +413,7 @@ def _padded_dataset(raw, lengths, labels, input_names, pad_values, plans, widths
         generate,
         output_signature=(
             {name: spec for name in input_names},
-            tf.TensorSpec([None], tf.int64),
+            tf.TensorSpec([None, *labels.shape[1:]], tf.as_dtype(labels.dtype)),
         ),
     ).prefetch(tf.data.AUTOTUNE)
     return _shard_by_data(dataset)
@@ -467,6 +468,17 @@ def collated_batches(
         examples=count, real_tokens=int(lengths.sum()), padded_tokens=width * count
     )
     return Batches(dataset=dataset, steps=steps, epoch_padding=[stats])
+
+
+def label_array(split: datasets.Dataset) -> np.ndarray:
+    """The split's labels: class ids `[N]` (int64), or multi-label 0/1 rows `[N, labels]`
+    (float32, the binary cross-entropy's targets)."""
+    column = split.with_format("arrow")["labels"]
+    if pyarrow.types.is_list(column.type):
+        rows = column.combine_chunks()
+        width = int(rows.value_lengths()[0].as_py()) if len(rows) else 0
+        return rows.flatten().to_numpy().reshape(len(rows), width).astype(np.float32)
+    return np.asarray(split["labels"][:], np.int64)
 
 
 def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:

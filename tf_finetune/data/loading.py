@@ -19,7 +19,7 @@ import pyarrow.compute
 from sklearn.model_selection import train_test_split
 
 from tf_finetune.config import FitConfig
-from tf_finetune.data import files, labels, packaged
+from tf_finetune.data import files, label_sets, labels, packaged
 from tf_finetune.errors import DataError, first_line
 
 logger = logging.getLogger(__name__)
@@ -37,11 +37,13 @@ class TextClassificationData:
             optionally `text_pair`, and `labels`.
         label_names: Label names in class-id order.
         has_text_pair: Whether examples are pairs of texts.
+        multi_label: Whether an example has a set of labels (`labels` is a 0/1 row).
     """
 
     splits: datasets.DatasetDict
     label_names: list[str]
     has_text_pair: bool
+    multi_label: bool = False
 
     @property
     def eval_split(self) -> str:
@@ -64,17 +66,19 @@ def load_data(config: FitConfig) -> TextClassificationData:
     raw, class_names = _load_raw(config)
     _check_columns(raw, config)
     train = raw["train"]
-    train_labels = train.dataset[config.label_column][:]
-    label_source = f"{train.source}, column {config.label_column!r}"
-    names = labels.infer_label_names(train_labels, label_source, class_names)
-    ids = labels.labels_are_ids(train_labels, class_names)
-    if len(names) < 2:
-        raise DataError(
-            f"{label_source} has a single label {names[0]!r}. Classification needs at least "
-            "two classes."
-        )
-
-    splits = {name: _canonical(split, config, names, ids) for name, split in raw.items()}
+    if _is_multi_label(config, train):
+        names, splits = _label_sets(raw, config, class_names)
+    else:
+        train_labels = train.dataset[config.label_column][:]
+        label_source = f"{train.source}, column {config.label_column!r}"
+        names = labels.infer_label_names(train_labels, label_source, class_names)
+        ids = labels.labels_are_ids(train_labels, class_names)
+        if len(names) < 2:
+            raise DataError(
+                f"{label_source} has a single label {names[0]!r}. Classification needs at "
+                "least two classes."
+            )
+        splits = {name: _canonical(split, config, names, ids) for name, split in raw.items()}
     if "validation" not in splits:
         splits["train"], splits["validation"] = _carve_validation(
             splits["train"], config.validation_split, config.seed
@@ -93,7 +97,58 @@ def load_data(config: FitConfig) -> TextClassificationData:
         splits=datasets.DatasetDict(splits),
         label_names=names,
         has_text_pair=config.text_pair_column is not None,
+        multi_label=_is_multi_label(config, train),
     )
+
+
+def _is_multi_label(config: FitConfig, train: _RawSplit) -> bool:
+    """Whether the run is multi-label: asked for, or (auto) label sets in the data."""
+    if config.problem != "auto":
+        return config.problem == "multi_label"
+    if config.label_separator is not None or config.label_columns is not None:
+        return True
+    feature = train.dataset.features.get(config.label_column)
+    if isinstance(feature, datasets.Sequence | list):
+        return True
+    return pyarrow.types.is_list(train.dataset.with_format("arrow")[config.label_column].type)
+
+
+def _label_sets(raw: dict[str, _RawSplit], config: FitConfig, class_names):
+    """The label names and the canonical splits of multi-label data."""
+    sets = {}
+    for name, split in raw.items():
+        if config.label_columns is not None:
+            columns = _label_column_names(config)
+            source = split.source
+            values = {column: split.dataset[column][:] for column in columns}
+            sets[name] = label_sets.from_columns(values, source)
+        else:
+            source = f"{split.source}, column {config.label_column!r}"
+            values = split.dataset[config.label_column][:]
+            if class_names is not None:  # a Hub Sequence(ClassLabel): lists of ids
+                values = [[class_names[i] for i in row] for row in values]
+            sets[name] = label_sets.from_cells(values, source, config.label_separator)
+        label_sets.check_not_empty(sets[name], source, config.allow_empty_labels)
+    train_source = raw["train"].source
+    if config.label_columns is not None:
+        names = _label_column_names(config)
+    elif class_names is not None:
+        names = list(class_names)
+    else:
+        names = label_sets.names_of(sets["train"], train_source)
+    splits = {}
+    for name, split in raw.items():
+        rows = label_sets.multi_hot(sets[name], names, split.source)
+        columns = {"text": _texts(split, config.text_column)}
+        if config.text_pair_column:
+            columns["text_pair"] = _texts(split, config.text_pair_column)
+        columns["labels"] = pyarrow.array(list(rows), pyarrow.list_(pyarrow.int8()))
+        splits[name] = _dataset(pyarrow.table(columns))
+    return names, splits
+
+
+def _label_column_names(config: FitConfig) -> list[str]:
+    return [c.strip() for c in config.label_columns.split(",") if c.strip()]
 
 
 def _load_raw(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None]:
@@ -124,30 +179,44 @@ def _file_split(path: str, config: FitConfig) -> _RawSplit:
     The file is read in chunks of `_FRAME_ROWS` rows, each checked and turned into
     Arrow before the next is read, so a large file is held once, as Arrow.
     """
-    texts = {column: [] for column in _wanted(config) if column != config.label_column}
-    values = []
+    label_columns = _label_columns(config)
+    texts = {column: [] for column in _wanted(config) if column not in label_columns}
+    values = {column: [] for column in label_columns}
     for chunk_texts, frame in _file_chunks(path, config):
         for column, chunks in texts.items():
             chunks.append(chunk_texts[column])
-        values += _label_cells(frame, config.label_column, path)
-    if not values:
+        for column, cells in values.items():
+            cells += _label_cells(frame, column, path, config)
+    if not values[label_columns[0]]:
         raise DataError(f"{path} has no data rows.")
-    if files.file_format(Path(path)) in files.TEXT_FORMATS:
-        values = labels.parse_ids(values)
     columns = {column: pyarrow.chunked_array(chunks) for column, chunks in texts.items()}
-    try:
-        columns[config.label_column] = pyarrow.chunked_array([pyarrow.array(values)])
-    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as error:
-        raise DataError(
-            f"{path}: column {config.label_column!r} mixes kinds of value "
-            f"({first_line(error)}). Write every label the same way, e.g. all as strings."
-        ) from None
+    for column, cells in values.items():
+        if files.file_format(Path(path)) in files.TEXT_FORMATS:
+            cells = labels.parse_ids(cells)
+        try:
+            columns[column] = pyarrow.chunked_array([pyarrow.array(cells)])
+        except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as error:
+            raise DataError(
+                f"{path}: column {column!r} mixes kinds of value ({first_line(error)}). "
+                "Write every label the same way, e.g. all as strings."
+            ) from None
     return _RawSplit(_dataset(pyarrow.table(columns)), str(path))
+
+
+def _label_columns(config: FitConfig) -> list[str]:
+    """The columns that hold the labels: the label column, or the 0/1 columns."""
+    if config.label_columns is not None:
+        return _label_column_names(config)
+    return [config.label_column]
 
 
 def _wanted(config: FitConfig) -> dict[str, str]:
     """The columns a run reads, each with the option that names it."""
-    wanted = {config.text_column: "--text-column", config.label_column: "--label-column"}
+    wanted = {config.text_column: "--text-column"}
+    if config.label_columns is not None:
+        wanted |= {column: "--label-columns" for column in _label_column_names(config)}
+    else:
+        wanted[config.label_column] = "--label-column"
     if config.text_pair_column:
         wanted[config.text_pair_column] = "--text-pair-column"
     return wanted
@@ -160,7 +229,8 @@ def _file_chunks(path: str, config: FitConfig):
     pass through a data frame of `_FRAME_ROWS` rows.
     """
     wanted = _wanted(config)
-    text_columns = [column for column in wanted if column != config.label_column]
+    label_columns = _label_columns(config)
+    text_columns = [column for column in wanted if column not in label_columns]
     files.check_file(Path(path))  # a missing file or a folder, before its name's format
     if files.file_format(Path(path)) == "parquet":
         _require_columns(path, wanted, files.parquet_columns(path))
@@ -168,7 +238,7 @@ def _file_chunks(path: str, config: FitConfig):
         for batch in files.parquet_batches(path, _FRAME_ROWS, list(wanted)):
             yield (
                 {c: files.text_array(batch.column(c), c, path, start) for c in text_columns},
-                files.as_frame(batch.select([config.label_column]), start),
+                files.as_frame(batch.select(label_columns), start),
             )
             start += batch.num_rows
         return
@@ -189,18 +259,27 @@ def _require_columns(source, wanted: dict[str, str], found) -> None:
             raise DataError(_missing_column(source, column, found, option))
 
 
-def _label_cells(frame, column: str, source) -> list:
+def _label_cells(frame, column: str, source, config: FitConfig) -> list:
+    """A chunk's label cells, each checked: present (unless labels may be empty), and a
+    single value unless the data may be multi-label."""
     values = []
     for label, value in frame[column].items():
-        missing = files.is_missing(value) or value == ""
-        if missing or isinstance(value, dict | list):
+        missing = _is_missing(value)
+        many = label_sets.is_set(value)
+        if many and config.problem != "single_label":
+            value = list(value)
+        elif (missing and not config.allow_empty_labels) or many or isinstance(value, dict):
             problem = "the label is missing" if missing else "the label is not a single value"
             raise DataError(
                 f"{source}, {files.describe_row(frame, label)}: {problem} (column "
                 f"{column!r}). Fill it in or remove the row."
             )
-        values.append(value)
+        values.append(None if missing else value)
     return values
+
+
+def _is_missing(value) -> bool:
+    return not label_sets.is_set(value) and (files.is_missing(value) or value == "")
 
 
 def _missing_column(source, column: str, found, option: str) -> str:
@@ -229,12 +308,17 @@ def _load_hub(config: FitConfig) -> tuple[dict[str, _RawSplit], list[str] | None
             break
     if "test" in loaded:
         test = loaded["test"]
-        if config.label_column in test.column_names and set(test[config.label_column]) == {-1}:
+        hidden = config.label_column in test.column_names and not isinstance(
+            test.features.get(config.label_column), datasets.Sequence
+        )
+        if hidden and set(test[config.label_column]) == {-1}:
             # GLUE-style test splits hide their labels as -1; they cannot be scored.
             logger.warning("Dataset %r hides its test labels; reporting on validation.", name)
         else:
             raw["test"] = _RawSplit(test, f"{name} test")
     feature = loaded["train"].features.get(config.label_column)
+    if isinstance(feature, datasets.Sequence):  # multi-label: a list of class ids
+        feature = feature.feature
     class_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
     return raw, class_names
 

@@ -482,6 +482,10 @@ def _digest(
         for column in columns:
             sizes, values = parts[column]
             for chunk in table[column].chunks:
+                if column == "labels" and pyarrow.types.is_list(chunk.type):  # multi-label
+                    sizes.update(chunk.value_lengths().to_numpy().astype(np.int64).tobytes())
+                    values.update(chunk.flatten().to_numpy().astype(np.int64).tobytes())
+                    continue
                 if column == "labels":
                     values.update(chunk.to_numpy().astype(np.int64).tobytes())
                     continue

@@ -66,6 +66,41 @@ def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path 
     figure.savefig(path, format="png")
 
 
+def report_png(report: dict, path: Path | BinaryIO) -> None:
+    """Draws a report's picture: its confusion matrix, or per label for multi-label."""
+    if "label_confusion" in report:
+        label_confusion_png(report["label_confusion"], path)
+    else:
+        confusion_matrix_png(report["confusion_matrix"], report["labels"], path)
+
+
+def label_confusion_png(counts: dict[str, dict[str, int]], path: Path | BinaryIO) -> None:
+    """Draws each label's true positives, false positives, false negatives and true
+    negatives (a multi-label report's `label_confusion`), coloured by share of examples."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    kinds = ("tp", "fp", "fn", "tn")
+    names = list(counts)[: 2 * MAX_DRAWN_CLASSES]
+    matrix = np.array([[counts[name][k] for k in kinds] for name in names])
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure = Figure(figsize=(6, max(3.0, 0.4 * len(names) + 1.5)), dpi=100)
+    axes = figure.subplots()
+    axes.imshow(shares, cmap="Blues", aspect="auto", vmin=0, vmax=1)
+    axes.set_xticks(range(4), ["true +", "false +", "false -", "true -"])
+    axes.set_yticks(range(len(names)), names)
+    title = "Per label: predictions against the truth"
+    if len(names) < len(counts):
+        title += f" (the first {len(names)} of {len(counts)} labels)"
+    axes.set_title(title, fontsize=10)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            colour = "white" if shares[i, j] > 0.5 else "black"
+            axes.text(j, i, str(count), ha="center", va="center", color=colour)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+
+
 def training_curves_png(history: dict[str, list[float]], path: Path | BinaryIO) -> None:
     """Draws loss and accuracy per epoch, training against validation, side by side."""
     from matplotlib.figure import Figure

@@ -1,4 +1,9 @@
-"""Predicting on an evaluation split and writing the scikit-learn classification report."""
+"""Predicting on an evaluation split and writing the scikit-learn classification report.
+
+Multi-label labels (`y_true` a 0/1 matrix) are scored by `multi_label`; the functions
+here hand them on, so a caller needs to know the problem only to turn logits into
+probabilities.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import classification_report, confusion_matrix
 
+from tf_finetune.evaluation import multi_label as multi
 from tf_finetune.evaluation import plots
 
 
@@ -25,31 +31,48 @@ def predict_logits(model, batches) -> np.ndarray:
     return batches.restore_order(np.asarray(logits, np.float32))
 
 
-def probabilities_of(logits: np.ndarray) -> np.ndarray:
-    """Softmax of float32 logits."""
+def probabilities_of(logits: np.ndarray, multi_label: bool = False) -> np.ndarray:
+    """Softmax of float32 logits; each label's sigmoid for multi-label models."""
+    if multi_label:
+        return tf.sigmoid(logits).numpy()
     return tf.nn.softmax(logits, axis=-1).numpy()
 
 
-def predict_probabilities(model, batches) -> np.ndarray:
+def predict_probabilities(model, batches, multi_label: bool = False) -> np.ndarray:
     """Returns class probabilities `[N, C]` in split order (see `predict_logits`)."""
-    return probabilities_of(predict_logits(model, batches))
+    return probabilities_of(predict_logits(model, batches), multi_label)
 
 
-def per_text(probabilities: np.ndarray, documents: np.ndarray | None) -> np.ndarray:
-    """Each text's probabilities: the mean of its windows' (`documents`, ascending, names
-    each window's text); `probabilities` as they are without windows."""
+def logits_of(probabilities: np.ndarray, multi_label: bool = False) -> np.ndarray:
+    """Logits that give `probabilities` back (for the loss of averaged windows)."""
+    tiny = np.finfo(np.float32).tiny
+    if multi_label:
+        p = np.clip(probabilities, tiny, 1 - np.finfo(np.float32).epsneg)
+        return np.log(p) - np.log1p(-p)
+    return np.log(np.maximum(probabilities, tiny))
+
+
+def per_text(probabilities, documents: np.ndarray | None, multi_label: bool = False):
+    """Each text's probabilities from its windows' (`documents`, ascending, names each
+    window's text): their mean, or for multi-label their maximum (a label any part of
+    the text shows); `probabilities` as they are without windows."""
     if documents is None:
         return probabilities
     starts = np.flatnonzero(np.r_[True, np.diff(documents) != 0])
+    if multi_label:
+        return np.maximum.reduceat(probabilities, starts, axis=0)
     counts = np.diff(np.r_[starts, len(documents)])
     return np.add.reduceat(probabilities, starts, axis=0) / counts[:, None]
 
 
-def build_report(y_true, probabilities: np.ndarray, label_names: list[str]) -> dict:
+def build_report(y_true, probabilities: np.ndarray, label_names: list[str], thresholds=None):
     """Returns scikit-learn's report dict plus `confusion_matrix` and `labels`.
 
     Every class appears, including classes absent from `y_true` (their support is 0).
+    Multi-label labels get `multi_label.build_report` (with `thresholds`).
     """
+    if np.ndim(y_true) == 2:
+        return multi.build_report(y_true, probabilities, label_names, thresholds)
     y_pred = probabilities.argmax(axis=-1)
     ids = list(range(len(label_names)))
     report = classification_report(
@@ -65,8 +88,10 @@ def build_report(y_true, probabilities: np.ndarray, label_names: list[str]) -> d
     return report
 
 
-def format_report(y_true, probabilities: np.ndarray, label_names: list[str]) -> str:
+def format_report(y_true, probabilities: np.ndarray, label_names: list[str], thresholds=None):
     """Returns scikit-learn's text report followed by the labelled confusion matrix."""
+    if np.ndim(y_true) == 2:
+        return multi.format_report(y_true, probabilities, label_names, thresholds)
     y_pred = probabilities.argmax(axis=-1)
     ids = list(range(len(label_names)))
     text = classification_report(
@@ -96,8 +121,11 @@ def write_report(report: dict, text: str, directory: Path) -> None:
     (directory / "report.txt").write_text(text, encoding="utf-8")
 
 
-def write_predictions(path: Path, texts, y_true, probabilities, label_names) -> None:
+def write_predictions(path: Path, texts, y_true, probabilities, label_names, thresholds=None):
     """Writes one CSV row per example: text, true and predicted label, each probability."""
+    if np.ndim(y_true) == 2:
+        multi.write_predictions(path, texts, y_true, probabilities, label_names, thresholds)
+        return
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label", "predicted", *(f"p_{n}" for n in label_names)])

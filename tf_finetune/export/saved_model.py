@@ -71,6 +71,8 @@ def export_saved_model(
     text_pair: bool = False,
     truncation: str = "head",
     stride: int | None = None,
+    multi_label: bool = False,
+    thresholds: list[float] | None = None,
 ) -> Export:
     """Writes the next integer version of a SavedModel under `model_dir`.
 
@@ -93,7 +95,12 @@ def export_saved_model(
             (`data.long_text`), as training kept them.
         stride: With windows, the tokens neighbouring windows share: the raw-text
             signature splits a longer text into windows and returns the mean of their
-            probabilities. None cuts it.
+            probabilities (multi-label: the maximum). None cuts it.
+        multi_label: Scores are each label's sigmoid, and the raw-text signature
+            also returns the predicted set (`predicted`, and `label` as the names
+            joined by "|").
+        thresholds: Multi-label: each label's decision threshold (default 0.5),
+            applied in the graph and stored as the variable `thresholds`.
 
     Raises:
         ExportError: The SavedModel cannot be written, or its outputs differ from the model's.
@@ -102,7 +109,10 @@ def export_saved_model(
     version = 1 + max((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), default=0)
     final = model_dir / str(version)
     tokens, reason = _graph_tokenizer(tokenizer, max_length, truncation)
-    module, signatures = _serving_module(model, label_names, input_names, tokens, text_pair, stride)
+    head = _Head(multi_label, thresholds, len(label_names))
+    module, signatures = _serving_module(
+        model, label_names, input_names, tokens, text_pair, stride, head
+    )
     try:
         with atomic.staged_directory(final) as staging:
             tf.saved_model.save(module, str(staging), signatures=signatures)
@@ -115,6 +125,7 @@ def export_saved_model(
                 text_pair,
                 truncation,
                 stride,
+                head,
             )
             atomic.fault_point("export")
     except (OSError, tf.errors.OpError) as error:
@@ -152,7 +163,38 @@ def _graph_tokenizer(tokenizer, max_length, truncation):
     return graph_tokenizer.GraphTokenizer(tables, max_length, truncation), None
 
 
-def _serving_module(model, label_names, input_names, tokens, text_pair, stride):
+class _Head:
+    """What the model's logits become: softmax scores and one label, or (multi-label)
+    each label's sigmoid and the set of labels that reach their thresholds."""
+
+    def __init__(self, multi_label: bool, thresholds, count: int):
+        self.multi_label = multi_label
+        self.thresholds = thresholds if thresholds is not None else [0.5] * count
+
+    def scores(self, logits):
+        return tf.sigmoid(logits) if self.multi_label else tf.nn.softmax(logits, axis=-1)
+
+    def per_text(self, scores, rows, count):
+        """A text's scores from its windows': their maximum (multi-label) or mean."""
+        if self.multi_label:
+            return tf.math.unsorted_segment_max(scores, rows, count)
+        return tf.math.unsorted_segment_mean(scores, rows, count)
+
+    def outputs(self, scores, names, thresholds) -> dict:
+        if not self.multi_label:
+            label_id = tf.argmax(scores, axis=-1, output_type=tf.int32)
+            return {"label": tf.gather(names, label_id), "label_id": label_id}
+        predicted = scores >= thresholds[None, :]
+        chosen = tf.where(predicted, tf.broadcast_to(names, tf.shape(scores)), "")
+        joined = tf.strings.reduce_join(chosen, axis=-1, separator="|")
+        # "a||c" -> "a|c": the empty names of unpredicted labels leave doubled separators.
+        label = tf.strings.regex_replace(
+            tf.strings.regex_replace(joined, r"\|+", "|"), r"^\||\|$", ""
+        )
+        return {"predicted": predicted, "label": label}
+
+
+def _serving_module(model, label_names, input_names, tokens, text_pair, stride, head):
     """Returns the module to save and its signatures, each traced once.
 
     The signatures are concrete functions only: a `tf.function` kept on the module
@@ -165,6 +207,8 @@ def _serving_module(model, label_names, input_names, tokens, text_pair, stride):
     module.model_variables = list(model.variables)
     module.label_names = tf.Variable(label_names, dtype=tf.string, trainable=False)
     names = tf.constant(label_names)
+    if head.multi_label:
+        module.thresholds = tf.Variable(head.thresholds, dtype=tf.float32, trainable=False)
 
     def logits_of(given):
         logits = model({name: given[name] for name in input_names}, training=False).logits
@@ -173,7 +217,7 @@ def _serving_module(model, label_names, input_names, tokens, text_pair, stride):
     @tf.function
     def predict_token_ids(**given):
         logits = logits_of(given)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+        return {"logits": logits, "probabilities": head.scores(logits)}
 
     # Exactly the model's inputs, so a tokenizer's own output can be fed as it is.
     token_ids = predict_token_ids.get_concrete_function(
@@ -209,18 +253,16 @@ def _serving_module(model, label_names, input_names, tokens, text_pair, stride):
     def predict(text, pair=None):
         if stride is None:
             ids, types, truncated = tokens.ragged(text, pair)
-            scores = tf.nn.softmax(logits_by_length(ids, types), axis=-1)
-        else:  # each text's windows' mean
+            scores = head.scores(logits_by_length(ids, types))
+        else:  # each text's from its windows'
             ids, types, truncated, rows = tokens.windows(text, stride)
-            scores = tf.math.unsorted_segment_mean(
-                tf.nn.softmax(logits_by_length(ids, types), axis=-1), rows, tf.shape(text)[0]
-            )
-        label_id = tf.argmax(scores, axis=-1, output_type=tf.int32)
+            scores = head.scores(logits_by_length(ids, types))
+            scores = head.per_text(scores, rows, tf.shape(text)[0])
+        thresholds = module.thresholds if head.multi_label else None
         return {
             "scores": scores,
             "classes": tf.tile(names[None, :], [tf.shape(text)[0], 1]),
-            "label": tf.gather(names, label_id),
-            "label_id": label_id,
+            **head.outputs(scores, names, thresholds),
             "truncated": truncated,
         }
 
@@ -236,7 +278,7 @@ def _serving_module(model, label_names, input_names, tokens, text_pair, stride):
 
 
 def _check_reload(
-    path: Path, model, input_names, tokenizer, max_length, text_pair, truncation, stride
+    path: Path, model, input_names, tokenizer, max_length, text_pair, truncation, stride, head
 ) -> None:
     """Reloads the SavedModel and compares it with the model on probe inputs."""
     from tf_finetune.data import tokenization
@@ -274,8 +316,8 @@ def _check_reload(
             }
             given = {n: tf.constant(given[n], tf.int32) for n in input_names}
             logits = model(given, training=False).logits
-            scores.append(tf.nn.softmax(tf.cast(logits, tf.float32))[0].numpy())
-        expected.append(np.mean(scores, axis=0))
+            scores.append(head.scores(tf.cast(logits, tf.float32))[0].numpy())
+        expected.append(np.max(scores, axis=0) if head.multi_label else np.mean(scores, axis=0))
         texts.append((_PROBE_TEXTS[index], pairs[index] if pairs else None))
     expected = np.stack(expected)
     inputs = {"text": tf.constant([text for text, _ in texts])}

@@ -1,5 +1,9 @@
 """The training loss: cross-entropy on float32 logits, with class weights and smoothing.
 
+Multi-label runs take `MultiLabelLoss`: a sigmoid per label and binary cross-entropy,
+with `class_weights` weighing each label's positive examples (`balanced`: negatives /
+positives, so a rare label's few positives weigh as much as its many negatives).
+
 Class weights follow Keras' `fit(class_weight=...)`: each example's loss is scaled by
 its class's weight and the batch's loss is the mean over its examples. `balanced` is
 scikit-learn's `compute_class_weight("balanced")`: examples / (classes x count of the
@@ -56,13 +60,55 @@ class ClassificationLoss(tf_keras.losses.Loss):
         }
 
 
+class MultiLabelLoss(tf_keras.losses.Loss):
+    """Binary cross-entropy of each label's sigmoid, computed in float32, averaged over labels.
+
+    Args:
+        positive_weights: A weight per label for its positive examples, or None.
+        label_smoothing: Targets move this share towards 0.5 (0 is none).
+    """
+
+    def __init__(self, positive_weights=None, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(name=kwargs.pop("name", "multi_label_loss"), **kwargs)
+        self.positive_weights = (
+            None if positive_weights is None else list(map(float, positive_weights))
+        )
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        logits = tf.cast(y_pred, tf.float32)
+        targets = tf.cast(y_true, tf.float32)
+        if self.label_smoothing:
+            targets = targets * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        if self.positive_weights is None:
+            losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+        else:
+            weights = tf.constant(self.positive_weights, tf.float32)
+            losses = tf.nn.weighted_cross_entropy_with_logits(targets, logits, weights)
+        return tf.reduce_mean(losses, axis=-1)
+
+    def get_config(self):
+        return super().get_config() | {
+            "positive_weights": self.positive_weights,
+            "label_smoothing": self.label_smoothing,
+        }
+
+
+def exact_match(y_true, y_pred):
+    """Multi-label accuracy: 1 for an example whose every label is right at 0.5, else 0."""
+    right = tf.equal(tf.cast(y_pred, tf.float32) > 0, tf.cast(y_true, tf.float32) > 0.5)
+    return tf.cast(tf.reduce_all(right, axis=-1), tf.float32)
+
+
 def class_weights(setting: str | None, label_names: list[str], train_labels) -> list[float] | None:
     """Returns one weight per class id for a `class_weights` setting.
 
     Args:
         setting: None, "balanced", or "label=weight,label=weight" naming every label.
         label_names: Label names by id.
-        train_labels: The training split's label ids (for "balanced").
+        train_labels: The training split's label ids, or multi-label 0/1 rows (for
+            "balanced"; for multi-label data the weights are those of each label's
+            positive examples).
 
     Raises:
         ConfigError: The setting names an unknown label, leaves one out, or holds a
@@ -72,6 +118,15 @@ def class_weights(setting: str | None, label_names: list[str], train_labels) -> 
     if setting is None:
         return None
     where = "Config key 'class_weights'"
+    if setting == "balanced" and np.ndim(train_labels) == 2:  # multi-label: positives
+        positives = np.asarray(train_labels).sum(axis=0)
+        if not positives.all():
+            missing = label_names[int(np.flatnonzero(positives == 0)[0])]
+            raise ConfigError(
+                f"{where} is 'balanced', but label {missing!r} has no training example. "
+                "Give explicit weights, or add examples of it."
+            )
+        return [float(v) for v in (len(train_labels) - positives) / positives]
     if setting == "balanced":
         counts = np.bincount(np.asarray(train_labels), minlength=len(label_names))
         if not counts.all():

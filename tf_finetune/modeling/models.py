@@ -63,8 +63,8 @@ def resolve_model_path(reference: str, allow_pickle: bool = False) -> str:
     return reference
 
 
-def load_model_config(model_path: str, label_names: list[str]):
-    """Loads the checkpoint's config with the run's label names set.
+def load_model_config(model_path: str, label_names: list[str], multi_label: bool = False):
+    """Loads the checkpoint's config with the run's label names (and problem) set.
 
     Raises:
         ModelError: The checkpoint cannot be found (locally or on the Hub).
@@ -78,6 +78,7 @@ def load_model_config(model_path: str, label_names: list[str]):
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
+            problem_type="multi_label_classification" if multi_label else None,
         )
     except (OSError, ValueError) as error:
         raise ModelError(
@@ -133,6 +134,7 @@ def compile_model(
     class_weights: list[float] | None = None,
     label_smoothing: float = 0.0,
     freeze_base: bool = False,
+    multi_label: bool = False,
 ) -> None:
     """Compiles with the tutorial's recipe: Adam, sparse categorical cross-entropy on logits.
 
@@ -154,6 +156,8 @@ def compile_model(
         label_smoothing: Label smoothing of the loss.
         freeze_base: Train only the head (`freezing`); the optimizer's slots are still
             created for every variable, so checkpoints have one shape.
+        multi_label: A sigmoid per label and binary cross-entropy (`class_weights`
+            then weigh each label's positives), with exact match as the accuracy.
     """
     import tf_keras
 
@@ -169,8 +173,14 @@ def compile_model(
             clip_norm=clip_norm,
             accumulation_steps=accumulation_steps,
         ),
-        loss=losses.ClassificationLoss(class_weights, label_smoothing),
-        metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        loss=(losses.MultiLabelLoss if multi_label else losses.ClassificationLoss)(
+            class_weights, label_smoothing
+        ),
+        metrics=[
+            tf_keras.metrics.MeanMetricWrapper(losses.exact_match, name="accuracy")
+            if multi_label
+            else tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        ],
     )
     if jit_compile:
         use_xla_train_step(model)

@@ -261,19 +261,49 @@ def time_inference(rows: list[dict], rounds: int = INFERENCE_ROUNDS) -> None:
 
 
 def _f1_interval(predictions: Path) -> tuple[float, float]:
-    """Macro F1 of a predictions file with its 95% bootstrap interval over the examples."""
+    """Macro F1 of a predictions file with its 95% bootstrap interval over the examples.
+
+    A multi-label run's file (its `labels` and `predicted` columns hold sets) gets the
+    macro F1 over its labels of each resample.
+    """
     import numpy as np
 
     with predictions.open(newline="", encoding="utf-8") as handle:
-        pairs = [(row["label"], row["predicted"]) for row in csv.DictReader(handle)]
-    names = sorted({name for pair in pairs for name in pair})
-    index = {name: i for i, name in enumerate(names)}
-    true = np.array([index[t] for t, _ in pairs])
-    predicted = np.array([index[p] for _, p in pairs])
-    samples = np.random.default_rng(0).integers(0, len(pairs), (BOOTSTRAP_SAMPLES, len(pairs)))
-    scores = _macro_f1(true[samples], predicted[samples], len(names))
+        rows = list(csv.DictReader(handle))
+    samples = np.random.default_rng(0).integers(0, len(rows), (BOOTSTRAP_SAMPLES, len(rows)))
+    if rows and "labels" in rows[0]:
+        true, predicted = (_label_rows(rows, column) for column in ("labels", "predicted"))
+        scores = _multi_label_macro_f1(true[samples], predicted[samples])
+    else:
+        pairs = [(row["label"], row["predicted"]) for row in rows]
+        names = sorted({name for pair in pairs for name in pair})
+        index = {name: i for i, name in enumerate(names)}
+        true = np.array([index[t] for t, _ in pairs])
+        predicted = np.array([index[p] for _, p in pairs])
+        scores = _macro_f1(true[samples], predicted[samples], len(names))
     low, high = np.percentile(scores, [2.5, 97.5])
     return float(low), float(high)
+
+
+def _label_rows(rows: list[dict], column: str):
+    """A predictions file's label sets as 0/1 rows over the file's label columns."""
+    import numpy as np
+
+    names = [key[2:] for key in rows[0] if key.startswith("p_")]
+    sets = [set(filter(None, row[column].split("|"))) for row in rows]
+    return np.array([[name in labels for name in names] for labels in sets])
+
+
+def _multi_label_macro_f1(true, predicted):
+    """Macro F1 over the labels of each resample `[samples, examples, labels]`, labels
+    absent from both skipped."""
+    import numpy as np
+
+    hits = (true & predicted).sum(axis=1)
+    total = true.sum(axis=1) + predicted.sum(axis=1)
+    f1 = np.where(total > 0, 2 * hits / np.maximum(total, 1), 0.0)
+    present = total > 0
+    return f1.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
 
 
 def _macro_f1(true, predicted, classes: int):

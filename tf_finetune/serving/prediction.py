@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from google.protobuf.message import DecodeError
 
-from tf_finetune.data import files
+from tf_finetune.data import files, label_sets
 from tf_finetune.errors import (
     ConfigError,
     DataError,
@@ -25,6 +25,7 @@ from tf_finetune.errors import (
     first_line,
     short_reason,
 )
+from tf_finetune.evaluation import multi_label
 from tf_finetune.runtime import atomic
 
 logger = logging.getLogger(__name__)
@@ -74,11 +75,21 @@ class ExportedModel:
         self.max_length = int(loaded.max_length.numpy()) if cut else None
         self.truncation = loaded.truncation.numpy().decode() if cut else None
         self.stride = int(loaded.stride.numpy()) if hasattr(loaded, "stride") else None
+        # A multi-label export holds each label's decision threshold.
+        self.multi_label = hasattr(loaded, "thresholds")
+        self.thresholds = loaded.thresholds.numpy().tolist() if self.multi_label else None
         self._loaded = loaded  # keeps the signature's variables alive
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        """Returns class probabilities `[len(texts), classes]`."""
+        """Returns class probabilities `[len(texts), classes]` (multi-label: each label's)."""
         return self.run(texts, pairs)["scores"]
+
+    def labels(self, scores: np.ndarray) -> list[str]:
+        """Each row's predicted label; multi-label: its set, the names joined by "|"."""
+        if self.multi_label:
+            chosen = multi_label.predicted(scores, self.thresholds)
+            return [multi_label.label_set(row, self.label_names) for row in chosen]
+        return [self.label_names[int(i)] for i in scores.argmax(axis=-1)]
 
     def run(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Returns the raw-text signature's outputs: `scores`, and `truncated` where the
@@ -282,6 +293,7 @@ def report(
     pair_column: str | None = None,
     batch_size: int = 64,
     on_batch: Callable[[int], None] | None = None,
+    label_separator: str = multi_label.SEPARATOR,
 ) -> tuple[dict, Path]:
     """Scores an export on a labelled file and writes the report folder; what `report` runs.
 
@@ -295,6 +307,8 @@ def report(
         pair_column: Column of the second texts, for pair models.
         batch_size: Texts per call of the model.
         on_batch: Called with the number of rows of each batch scored.
+        label_separator: For a multi-label model: what joins the labels of a string
+            cell (a JSON list needs none).
 
     Returns:
         `report_file`'s result and the folder written.
@@ -306,7 +320,14 @@ def report(
     model = ExportedModel(model_dir)
     batches = iter_batches(data_file, text_column, pair_column, label_column, batch_size)
     result = report_file(
-        model, batches, text_column, label_column, pair_column, str(data_file), on_batch
+        model,
+        batches,
+        text_column,
+        label_column,
+        pair_column,
+        str(data_file),
+        on_batch,
+        label_separator,
     )
     name = Path(data_file).name.split(".")[0]
     directory = Path(output_dir) if output_dir else Path(model_dir) / "reports" / name
@@ -343,7 +364,7 @@ def predict_file(
     """
     names = model.label_names
     writer = csv.writer(output) if output_format == ".csv" else None
-    header = ["text", "label", *(f"p_{name}" for name in names)]
+    header = ["text", "labels" if model.multi_label else "label", *(f"p_{n}" for n in names)]
     count = 0
     for chunk in batches:
         texts = files.text_cells(chunk, text_column, source)
@@ -353,8 +374,7 @@ def predict_file(
             # Written only once the input has been read: a bad input leaves no output.
             writer.writerow(header)
             header = None
-        for text, row in zip(texts, scores, strict=True):
-            label = names[int(row.argmax())]
+        for text, row, label in zip(texts, scores, model.labels(scores), strict=True):
             if writer:
                 writer.writerow([text, label, *(f"{p:.6f}" for p in row)])
             else:
@@ -380,45 +400,45 @@ def report_file(
     pair_column: str | None,
     source: str,
     on_batch: Callable[[int], None] | None = None,
+    label_separator: str = multi_label.SEPARATOR,
 ) -> dict:
     """Scores a labelled file with the export.
 
+    A multi-label model's labels are lists (JSON) or strings joined by
+    `label_separator`.
+
     Returns:
-        `report` (scikit-learn's dict plus `confusion_matrix` and `labels`), `text`, and
-        `misclassified` (the `texts`, `y_true` ids and `probabilities` of wrong rows).
+        `report` (scikit-learn's dict plus `confusion_matrix` and `labels`), `text`,
+        `rows`, `thresholds` (a multi-label model's) and `misclassified` (the `texts`,
+        `y_true` and `probabilities` of rows with a wrong label).
 
     Raises:
         DataError: A label is missing or unknown to the model.
     """
     from tf_finetune.evaluation import scoring
 
-    index = {name: i for i, name in enumerate(model.label_names)}
     texts, y_true, scores, truncated = [], [], [], 0
     for chunk in batches:
-        labels = files.text_cells(chunk, label_column, source)
-        unknown = sorted({v for v in labels if v not in index})
-        if unknown:
-            raise DataError(
-                f"{source}, column {label_column!r} has labels the model does not know: "
-                f"{', '.join(map(repr, unknown[:5]))}. The model's labels: "
-                f"{', '.join(model.label_names)}."
-            )
+        y_true += _true_labels(model, chunk, label_column, source, label_separator)
         chunk_texts = files.text_cells(chunk, text_column, source)
         pairs = files.text_cells(chunk, pair_column, source) if pair_column else None
         outputs = model.run(chunk_texts, pairs)
         scores.append(outputs["scores"])
         truncated += int(np.count_nonzero(outputs.get("truncated", 0)))
         texts += chunk_texts
-        y_true += [index[v] for v in labels]
         if on_batch:
             on_batch(len(chunk_texts))
     if not texts:
         raise DataError(f"{source} has no rows to score.")
     probabilities = np.concatenate(scores)
-    names = model.label_names
-    wrong = np.flatnonzero(probabilities.argmax(axis=1) != np.array(y_true))
-    report = scoring.build_report(y_true, probabilities, names)
-    text = scoring.format_report(y_true, probabilities, names)
+    names, thresholds = model.label_names, model.thresholds
+    y_true = np.array(y_true)
+    if model.multi_label:  # rows with a wrong label
+        wrong = np.flatnonzero((multi_label.predicted(probabilities, thresholds) != y_true).any(1))
+    else:
+        wrong = np.flatnonzero(probabilities.argmax(axis=1) != y_true)
+    report = scoring.build_report(y_true, probabilities, names, thresholds)
+    text = scoring.format_report(y_true, probabilities, names, thresholds)
     if model.max_length is not None:
         report["truncated"] = {
             "texts": truncated,
@@ -431,12 +451,38 @@ def report_file(
     return {
         "report": report,
         "text": text,
+        "rows": len(texts),
+        "thresholds": thresholds,
         "misclassified": {
             "texts": [texts[i] for i in wrong],
-            "y_true": [y_true[i] for i in wrong],
+            "y_true": y_true[wrong],
             "probabilities": probabilities[wrong],
         },
     }
+
+
+def _true_labels(model: ExportedModel, chunk, label_column, source, separator) -> list:
+    """A chunk's true labels: class ids, or for a multi-label model 0/1 rows.
+
+    Multi-label cells are lists (JSON), or strings of labels joined by `separator`.
+
+    Raises:
+        DataError: A label is missing or unknown to the model.
+    """
+    names = model.label_names
+    if model.multi_label:
+        cells = chunk[label_column].tolist()
+        sets = label_sets.from_cells(cells, f"{source}, column {label_column!r}", separator)
+        return list(label_sets.multi_hot(sets, names, source))
+    labels = files.text_cells(chunk, label_column, source)
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({v for v in labels if v not in index})
+    if unknown:
+        raise DataError(
+            f"{source}, column {label_column!r} has labels the model does not know: "
+            f"{', '.join(map(repr, unknown[:5]))}. The model's labels: {', '.join(names)}."
+        )
+    return [index[v] for v in labels]
 
 
 def write_report_dir(result: dict, directory: Path) -> Path:
@@ -453,11 +499,7 @@ def write_report_dir(result: dict, directory: Path) -> Path:
     try:
         with atomic.staged_directory(directory) as staging:
             scoring.write_report(result["report"], result["text"], staging)
-            plots.confusion_matrix_png(
-                result["report"]["confusion_matrix"],
-                result["report"]["labels"],
-                staging / "confusion_matrix.png",
-            )
+            plots.report_png(result["report"], staging / "confusion_matrix.png")
             wrong = result["misclassified"]
             scoring.write_predictions(
                 staging / "misclassified.csv",
@@ -465,6 +507,7 @@ def write_report_dir(result: dict, directory: Path) -> Path:
                 wrong["y_true"],
                 wrong["probabilities"],
                 result["report"]["labels"],
+                result.get("thresholds"),
             )
     except FileExistsError:
         raise ExportError(f"{directory} exists already. Choose another --output-dir.") from None

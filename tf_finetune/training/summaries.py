@@ -34,11 +34,16 @@ import tf_keras
 
 from tf_finetune.config import HPARAM_KEYS
 from tf_finetune.errors import ExportError, short_reason
-from tf_finetune.evaluation import plots, scoring
+from tf_finetune.evaluation import multi_label, plots, scoring
 
 # Mistakes shown per epoch: enough to see a pattern, few enough to read.
 MISCLASSIFIED_SHOWN = 10
-_AVERAGES = {"macro avg": "macro", "weighted avg": "weighted"}
+_AVERAGES = {
+    "macro avg": "macro",
+    "weighted avg": "weighted",
+    "micro avg": "micro",  # multi-label reports only
+    "samples avg": "samples",
+}
 _METRICS = {"precision": "precision", "recall": "recall", "f1-score": "f1"}
 
 
@@ -46,6 +51,8 @@ def report_scalars(report: dict, label_names: list[str]) -> dict[str, float]:
     """Returns the scalars logged for a scikit-learn report dict, by tag."""
     scalars = {"eval_accuracy": report["accuracy"]}
     for average, short in _AVERAGES.items():
+        if average not in report:
+            continue
         for metric, name in _METRICS.items():
             scalars[f"eval_{short}_{name}"] = report[average][metric]
     for label in label_names:
@@ -55,6 +62,8 @@ def report_scalars(report: dict, label_names: list[str]) -> dict[str, float]:
 
 def misclassified_table(texts, y_true, probabilities, label_names, shown=MISCLASSIFIED_SHOWN):
     """Returns a Markdown table of the `shown` most confident mistakes."""
+    if np.ndim(y_true) == 2:
+        return _mislabelled_table(texts, y_true, probabilities, label_names, shown)
     predicted = probabilities.argmax(axis=-1)
     wrong = np.flatnonzero(predicted != np.asarray(y_true))
     if not len(wrong):
@@ -69,6 +78,25 @@ def misclassified_table(texts, y_true, probabilities, label_names, shown=MISCLAS
         )
     return f"{len(wrong)} of {len(predicted)} misclassified; the most confident:\n\n" + "\n".join(
         rows
+    )
+
+
+def _mislabelled_table(texts, y_true, probabilities, label_names, shown):
+    """Multi-label: the `shown` examples with the most wrong labels (at 0.5)."""
+    y_true = np.asarray(y_true)
+    chosen = multi_label.predicted(probabilities)
+    wrong = (chosen != y_true).sum(axis=1)
+    rows = np.flatnonzero(wrong)
+    if not len(rows):
+        return "No example has a wrong label."
+    table = ["| text | labels | predicted |", "|---|---|---|"]
+    for index in rows[np.argsort(-wrong[rows], kind="stable")][:shown]:
+        text = str(texts[index]).replace("|", "\\|").replace("\n", " ")
+        true = multi_label.label_set(y_true[index], label_names) or "(none)"
+        predicted = multi_label.label_set(chosen[index], label_names) or "(none)"
+        table.append(f"| {text} | {true} | {predicted} |")
+    return f"{len(rows)} of {len(y_true)} examples have a wrong label; the most wrong:\n\n" + (
+        "\n".join(table)
     )
 
 
@@ -173,11 +201,15 @@ def validation_logs(loss, y_true, logits: np.ndarray, report: dict) -> dict[str,
     the loss's per-example values, which is what this computes.
     """
     per_example = loss.call(tf.constant(y_true), tf.constant(logits))
+    # Single-label: micro F1 and the mean of each example's F1 are the accuracy.
+    accuracy = {"f1-score": report["accuracy"]}
     return {
         "val_loss": float(tf.reduce_mean(per_example)),
         "val_accuracy": float(report["accuracy"]),
         "val_macro_f1": float(report["macro avg"]["f1-score"]),
         "val_weighted_f1": float(report["weighted avg"]["f1-score"]),
+        "val_micro_f1": float(report.get("micro avg", accuracy)["f1-score"]),
+        "val_samples_f1": float(report.get("samples avg", accuracy)["f1-score"]),
     }
 
 
@@ -204,11 +236,12 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
         self._pending = None
 
     def on_epoch_end(self, epoch, logs=None):
+        multi_label = self._y_true.ndim == 2
         logits = scoring.predict_logits(self.model, self._batches)
-        probabilities = scoring.probabilities_of(logits)
-        if self._documents is not None:  # a text's windows' mean, and its loss
-            probabilities = scoring.per_text(probabilities, self._documents)
-            logits = np.log(np.maximum(probabilities, np.finfo(np.float32).tiny))
+        probabilities = scoring.probabilities_of(logits, multi_label)
+        if self._documents is not None:  # each text's from its windows', and its loss
+            probabilities = scoring.per_text(probabilities, self._documents, multi_label)
+            logits = scoring.logits_of(probabilities, multi_label)
         report = scoring.build_report(self._y_true, probabilities, self._labels)
         self._pending = (epoch, report, probabilities)
         if logs is not None:  # for the callbacks after this one: early stopping, history
@@ -220,7 +253,7 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
             return
         epoch, report, probabilities = self._pending
         picture = io.BytesIO()
-        plots.confusion_matrix_png(report["confusion_matrix"], self._labels, picture)
+        plots.report_png(report, picture)
         with self._writer.as_default(step=epoch):
             for tag, value in report_scalars(report, self._labels).items():
                 tf.summary.scalar(tag, value)
