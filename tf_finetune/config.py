@@ -179,7 +179,8 @@ class FitConfig:
     stride: int | str = _field(
         "auto",
         "With --long-text windows: tokens each window shares with the one before "
-        "(Hugging Face's stride), or 'auto': a quarter of a window.",
+        "(Hugging Face's stride), or 'auto': a quarter of a window. Ignored when "
+        "texts are truncated.",
         cli_type="int_or_auto",
         minimum=0,
         stage="tokens",
@@ -606,12 +607,10 @@ def _check_training_controls(config: FitConfig) -> None:
             )
     if config.early_stopping_patience is not None:
         config.restore_best = True
-    if config.long_text != "windows" and (
-        config.max_windows is not None or config.stride != "auto"
-    ):
+    if config.long_text != "windows" and config.max_windows is not None:
         raise ConfigError(
-            "stride and max_windows set the windows of --long-text windows; this run "
-            "truncates. Add --long-text windows, or leave them out."
+            "max_windows sets the windows of --long-text windows; this run truncates. Add "
+            "--long-text windows, or leave it out."
         )
     multi = (config.label_separator, config.label_columns, config.allow_empty_labels)
     if config.problem == "single_label" and any(multi):

@@ -304,7 +304,7 @@ def resolve_config(config: FitConfig, inputs: Inputs, strategy, run) -> FitConfi
         max_length=inputs.tokens.max_length,
         problem="multi_label" if inputs.data.multi_label else "single_label",
         truncation=inputs.tokens.truncation,
-        stride=config.stride if inputs.tokens.stride is None else inputs.tokens.stride,
+        stride=_stride(config, inputs),
         pad_to_multiple_of=distribution.resolve_pad_multiple(config.pad_to_multiple_of),
         length_buckets=_length_buckets(config),
         mixed_precision=distribution.resolve_precision(
@@ -314,6 +314,18 @@ def resolve_config(config: FitConfig, inputs: Inputs, strategy, run) -> FitConfi
         output_dir=str(run.source.parent),
         run_name=run.source.name,
     )
+
+
+def _stride(config: FitConfig, inputs: Inputs) -> int:
+    """The windows' stride: the one used, or (cutting texts) the one windows would use."""
+    from tf_finetune.data import long_text
+
+    if inputs.tokens.stride is not None:
+        return inputs.tokens.stride
+    if config.stride != "auto":
+        return config.stride
+    specials = inputs.tokenizer.num_special_tokens_to_add(pair=False)
+    return long_text.default_stride(inputs.tokens.max_length - specials)
 
 
 # Batch lengths under XLA when `length_buckets` is "auto": each is compiled once, so
@@ -637,6 +649,8 @@ def _as_begun(config: FitConfig, stored: FitConfig, resolved: FitConfig):
         stored = dataclasses.replace(stored, truncation=resolved.truncation)
     if stored.problem == "auto":  # begun before multi-label data: single-label
         stored = dataclasses.replace(stored, problem=resolved.problem)
+    if stored.stride == "auto" and stored.long_text == "truncate":  # begun before windows
+        stored = dataclasses.replace(stored, stride=resolved.stride)
     kept = {
         name: getattr(stored, name)
         for name in _KEPT_ON_RESUME
