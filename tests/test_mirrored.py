@@ -49,22 +49,16 @@ BATCHES_SCRIPT = textwrap.dedent(
 FIT_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    import tensorflow as tf
     from tf_finetune.config import load_config
     from tf_finetune.pipeline import fit
 
     results = []
     for overrides in json.loads(sys.argv[1]):
         result = fit(load_config(overrides=overrides))
-        served = tf.saved_model.load(str(result.saved_model_dir)).signatures["serving_default"]
-        outputs = served(text=tf.constant(["a good film", "dull and boring"]))
         results.append({
             "accuracy": result.report["accuracy"],
             "epochs": len(result.history["loss"]),
             "optimizer_steps": result.stats["optimizer_steps"],
-            "labels": [n.decode() for n in outputs["label"].numpy()],
-            "scores_dtype": outputs["scores"].dtype.name,
-            "row_sum": float(tf.reduce_sum(outputs["scores"])),
         })
     print(json.dumps(results))
     """
@@ -119,11 +113,7 @@ def test_two_replicas_train_the_same_weights_as_one_device(tiny_checkpoint, tmp_
         {**base, "batch_size": 3, "strategy": "mirrored", "devices": "CPU:0,CPU:1",
          "run_name": "two-replicas"},
         {**base, "batch_size": 6, "run_name": "one-device"},
-        # The recipe of test_fit's mixed precision run (global batch 8), mirrored + XLA,
-        # in batches of one length: XLA compiles each new shape.
-        {**base, "batch_size": 4, "strategy": "mirrored", "devices": "CPU:0,CPU:1",
-         "mixed_precision": "mixed_float16", "jit_compile": True, "run_name": "mixed",
-         "epochs": 4, "learning_rate": 3e-3, "padding": "max_length"},
+        # Mixed precision and XLA over replicas: test_multi_worker trains with both.
     ]  # fmt: skip
     # AdamW, a schedule, clipping and accumulation, on two replicas and on one device.
     controls = {
@@ -139,7 +129,7 @@ def test_two_replicas_train_the_same_weights_as_one_device(tiny_checkpoint, tmp_
          "run_name": "two-replicas-accumulating"},
         {**base, **controls, "batch_size": 6, "run_name": "one-device-accumulating"},
     ]  # fmt: skip
-    two, one, mixed, two_accumulating, one_accumulating = run_script(FIT_SCRIPT, json.dumps(runs))
+    two, one, two_accumulating, one_accumulating = run_script(FIT_SCRIPT, json.dumps(runs))
     assert one["optimizer_steps"] == two["optimizer_steps"] == 22  # global steps
     single = read_weights(tmp_path / "runs" / "one-device")
     mirrored = read_weights(tmp_path / "runs" / "two-replicas")
@@ -152,15 +142,6 @@ def test_two_replicas_train_the_same_weights_as_one_device(tiny_checkpoint, tmp_
     # sums, which varies from run to run (2.4e-7 and 1.5e-5 measured).
     assert apart < 1e-4
     assert abs(one["accuracy"] - two["accuracy"]) <= 1 / 32  # one test example at most
-    # Mixed precision under MirroredStrategy learns the task and exports float32 scores.
-    assert mixed["accuracy"] >= 0.8
-    assert mixed["labels"] == ["pos", "neg"]
-    assert mixed["scores_dtype"] == "float32"
-    assert abs(mixed["row_sum"] - 2.0) < 1e-3
-    assert (
-        "mixed_precision: mixed_float16"
-        in (tmp_path / "runs" / "mixed" / "fit_config.yaml").read_text()
-    )
     # Accumulating 2 global batches of 6: 22 batches, 11 updates, the same on both.
     assert two_accumulating["optimizer_steps"] == one_accumulating["optimizer_steps"] == 11
     single = read_weights(tmp_path / "runs" / "one-device-accumulating")
