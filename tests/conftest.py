@@ -236,14 +236,21 @@ def full_disk(tmp_path):
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
 
 
-# The longest test files (a minute or more each on 2 cores), run first: each file runs
-# whole on one xdist worker (`--dist loadfile`), and when these came last, in collection
-# order, one worker ran them alone for minutes while the other sat idle.
+# The longest test files (a minute or more each on 2 cores), run first, longest first:
+# each file runs whole on one xdist worker (`--dist loadfile`), and one that came last
+# kept one worker busy for minutes while the other sat idle. `--no-loadscope-reorder`
+# (pyproject.toml) keeps this order: xdist otherwise hands out the files with the most
+# tests first, which put these two-test files last.
 LONGEST_FILES = (
     "test_multi_worker.py",
-    "test_mirrored.py",
-    "test_resume_signals.py",
     "test_resume.py",
+    "test_resume_signals.py",
+    "test_families.py",
+    "test_long_documents.py",
+    "test_fit_controls.py",
+    "test_pipeline.py",
+    "test_mirrored.py",
+    "test_multi_label_fit.py",
 )
 
 

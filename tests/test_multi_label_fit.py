@@ -6,10 +6,11 @@ import random
 
 import numpy as np
 import pytest
-from conftest import FILLER, NEGATIVE, POSITIVE
+from conftest import FILLER, NEGATIVE, POSITIVE, write_csv
 
 from tf_finetune.config import load_config
 from tf_finetune.errors import ConfigError
+from tf_finetune.evaluation import multi_label
 from tf_finetune.pipeline import fit
 from tf_finetune.serving import prediction
 
@@ -92,7 +93,7 @@ def test_a_multi_label_run_learns_the_cues_and_reports_every_average(run):
     assert config["decision_thresholds"] == report["thresholds"]["values"]
 
 
-def test_the_export_predicts_each_label_and_the_set_with_the_tuned_thresholds(run):
+def test_the_export_predicts_each_label_and_the_set_with_the_tuned_thresholds(run, tmp_path):
     result, files = run
     model = prediction.ExportedModel(result.run_dir)
     assert model.multi_label and model.thresholds == pytest.approx(
@@ -107,8 +108,53 @@ def test_the_export_predicts_each_label_and_the_set_with_the_tuned_thresholds(ru
     served, _ = prediction.report(result.run_dir, files["test"], label_column="labels")
     assert served["report"]["micro avg"] == result.report["micro avg"]
     assert served["report"]["exact_match"] == result.report["exact_match"]
+    # The same test set written as a 0/1 column per label, and as delimited strings.
+    rows = _test_rows()
+    columns = tmp_path / "columns.csv"
+    write_csv(
+        columns,
+        [(row["text"], *(int(n in row["labels"]) for n in LABELS)) for row in rows],
+        header=("text", *LABELS),
+    )
+    joined = [(row["text"], "|".join(row["labels"])) for row in rows]
+    delimited = write_csv(tmp_path / "joined.csv", joined)
+    for data, options in [(columns, {"label_columns": LABELS}), (delimited, {})]:
+        again, _ = prediction.report(result.run_dir, data, tmp_path / data.stem, **options)
+        assert again["report"]["micro avg"] == result.report["micro avg"]
 
 
 def test_thresholds_are_tuned_only_for_multi_label_data(fit_options):
     with pytest.raises(ConfigError, match="tune_thresholds chooses multi-label"):
         fit(load_config(overrides=dict(fit_options, tune_thresholds=True)))
+
+
+def test_a_windowed_multi_label_export_takes_each_labels_highest_window(run, tmp_path):
+    import tensorflow as tf
+    from transformers import AutoTokenizer, TFAutoModelForSequenceClassification
+
+    from tf_finetune.data import tokenization
+    from tf_finetune.export import saved_model
+
+    result, _ = run
+    tokenizer = AutoTokenizer.from_pretrained(result.run_dir)
+    model = TFAutoModelForSequenceClassification.from_pretrained(result.run_dir)
+    thresholds = result.report["thresholds"]["values"]
+    exported = saved_model.export_saved_model(
+        model, LABELS, ["input_ids", "attention_mask", "token_type_ids"], tmp_path,
+        tokenizer=tokenizer, max_length=8, stride=2, multi_label=True, thresholds=thresholds,
+    )  # fmt: skip
+    served = prediction.ExportedModel(exported.path)
+    # Each cue sits in a window of its own: only the maximum keeps both.
+    text = "the film was good and the plot was very very dull and the acting was"
+    windows = tokenization.windows(tokenizer, [text], 8, 2)[0]
+    assert len(windows) > 2
+    per_window = [
+        tf.sigmoid(model({"input_ids": tf.constant([w.ids])}, training=False).logits)[0].numpy()
+        for w in windows
+    ]
+    scores = served.run([text])
+    np.testing.assert_allclose(scores["scores"][0], np.max(per_window, axis=0), atol=1e-5)
+    assert scores["truncated"].tolist() == [True]
+    assert served.labels(scores["scores"]) == [
+        multi_label.label_set(np.max(per_window, axis=0) >= thresholds, LABELS)
+    ]

@@ -417,6 +417,7 @@ def report(
     text_pair_column,
     label_column,
     label_separator,
+    label_columns,
     output_dir,
     batch_size,
 ):
@@ -444,6 +445,7 @@ def report(
             batch_size=batch_size,
             on_batch=bar.update,
             label_separator=label_separator,
+            label_columns=[c.strip() for c in label_columns.split(",")] if label_columns else None,
         )
     click.echo(result["text"])
     click.echo(f"Misclassified: {len(result['misclassified']['texts'])} of {result['rows']}")

@@ -129,6 +129,7 @@ def iter_batches(
     label_column: str | None = None,
     batch_size: int = 64,
     input_format: str | None = None,
+    label_columns: list[str] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Reads a .csv, .tsv, .jsonl or .txt file in batches of rows, without loading it whole.
 
@@ -143,6 +144,7 @@ def iter_batches(
         batch_size: Rows per batch.
         input_format: One of `INPUT_FORMATS`; by default the file name's suffix tells,
             and standard input is one text per line.
+        label_columns: A multi-label model's 0/1 columns, one per label, for reports.
 
     Raises:
         DataError: The file cannot be read or lacks a column.
@@ -155,7 +157,7 @@ def iter_batches(
     path = Path(path)
     kind = input_format or ("txt" if path.suffix.lower() == ".txt" else None)
     files.check_file(path, "Input file")
-    wanted = [c for c in (text_column, pair_column, label_column) if c]
+    wanted = [c for c in (text_column, pair_column, label_column) if c] + (label_columns or [])
     if kind == "txt":
         yield from _text_lines(path, text_column, batch_size)
         return
@@ -294,6 +296,7 @@ def report(
     batch_size: int = 64,
     on_batch: Callable[[int], None] | None = None,
     label_separator: str = multi_label.SEPARATOR,
+    label_columns: list[str] | None = None,
 ) -> tuple[dict, Path]:
     """Scores an export on a labelled file and writes the report folder; what `report` runs.
 
@@ -309,6 +312,8 @@ def report(
         on_batch: Called with the number of rows of each batch scored.
         label_separator: For a multi-label model: what joins the labels of a string
             cell (a JSON list needs none).
+        label_columns: For a multi-label model: 0/1 columns, one per label, named for
+            it, instead of `label_column`.
 
     Returns:
         `report_file`'s result and the folder written.
@@ -318,7 +323,19 @@ def report(
             f"The label column {label_column!r} is also a text column. Give each its own."
         )
     model = ExportedModel(model_dir)
-    batches = iter_batches(data_file, text_column, pair_column, label_column, batch_size)
+    if label_columns and not model.multi_label:
+        raise ConfigError(
+            "--label-columns gives multi-label data, and this model has one label per "
+            "example. Give its labels with --label-column."
+        )
+    batches = iter_batches(
+        data_file,
+        text_column,
+        pair_column,
+        None if label_columns else label_column,
+        batch_size,
+        label_columns=label_columns,
+    )
     result = report_file(
         model,
         batches,
@@ -328,6 +345,7 @@ def report(
         str(data_file),
         on_batch,
         label_separator,
+        label_columns,
     )
     name = Path(data_file).name.split(".")[0]
     directory = Path(output_dir) if output_dir else Path(model_dir) / "reports" / name
@@ -401,11 +419,12 @@ def report_file(
     source: str,
     on_batch: Callable[[int], None] | None = None,
     label_separator: str = multi_label.SEPARATOR,
+    label_columns: list[str] | None = None,
 ) -> dict:
     """Scores a labelled file with the export.
 
-    A multi-label model's labels are lists (JSON) or strings joined by
-    `label_separator`.
+    A multi-label model's labels are lists (JSON), strings joined by
+    `label_separator`, or 0/1 `label_columns`.
 
     Returns:
         `report` (scikit-learn's dict plus `confusion_matrix` and `labels`), `text`,
@@ -419,7 +438,7 @@ def report_file(
 
     texts, y_true, scores, truncated = [], [], [], 0
     for chunk in batches:
-        y_true += _true_labels(model, chunk, label_column, source, label_separator)
+        y_true += _true_labels(model, chunk, label_column, source, label_separator, label_columns)
         chunk_texts = files.text_cells(chunk, text_column, source)
         pairs = files.text_cells(chunk, pair_column, source) if pair_column else None
         outputs = model.run(chunk_texts, pairs)
@@ -461,15 +480,19 @@ def report_file(
     }
 
 
-def _true_labels(model: ExportedModel, chunk, label_column, source, separator) -> list:
+def _true_labels(model: ExportedModel, chunk, label_column, source, separator, columns) -> list:
     """A chunk's true labels: class ids, or for a multi-label model 0/1 rows.
 
-    Multi-label cells are lists (JSON), or strings of labels joined by `separator`.
+    Multi-label cells are lists (JSON), strings of labels joined by `separator`, or
+    0/1 `columns`, one per label.
 
     Raises:
         DataError: A label is missing or unknown to the model.
     """
     names = model.label_names
+    if model.multi_label and columns:
+        sets = label_sets.from_columns({c: chunk[c].tolist() for c in columns}, source)
+        return list(label_sets.multi_hot(sets, names, source))
     if model.multi_label:
         cells = chunk[label_column].tolist()
         sets = label_sets.from_cells(cells, f"{source}, column {label_column!r}", separator)
