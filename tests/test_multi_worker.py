@@ -11,6 +11,7 @@ import tensorflow as tf
 import yaml
 from conftest import tiny_fit_options
 
+from tf_finetune.errors import WorkerLost
 from tf_finetune.runtime import run_dir
 
 TIMEOUT_SECONDS = 600
@@ -85,11 +86,15 @@ def test_two_workers_train_resume_and_only_the_chief_writes(tiny_checkpoint, tmp
 
     # Both machines lose power after step 30; the last checkpoint is step 24's.
     crashed = wait(start_workers(config_file, tmp_path, faults=["step:30=kill"] * 2))
-    assert [code for code, _, _ in crashed] == [-9, -9], crashed[0][2][-3000:]
+    codes = [code for code, _, _ in crashed]
+    # A worker that sees the other die first stops with the lost-worker error (exit 10)
+    # instead, having saved nothing more either (a loaded machine lets that happen).
+    assert -9 in codes and set(codes) <= {-9, WorkerLost.exit_code}, crashed[0][2][-3000:]
     assert json.loads((run / "checkpoints" / "checkpoints.json").read_text()) == {
         "checkpoints": ["ckpt-22", "ckpt-24"]
     }
-    assert len(scratch_dirs(tmp_path / "worker1-tmp")) == 1  # the killed worker's
+    if codes[1] == -9:
+        assert len(scratch_dirs(tmp_path / "worker1-tmp")) == 1  # the killed worker's
 
     resumed = wait(start_workers(config_file, tmp_path, extra_args=["--resume"]))
     (chief_code, chief_out, chief_err), (code, out, err) = resumed

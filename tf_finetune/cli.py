@@ -403,6 +403,11 @@ def predict(
     help="Multi-label models: what joins a row's labels in a text cell (a JSON list needs none).",
 )
 @click.option(
+    "--label-columns",
+    help="Multi-label models: comma-separated 0/1 columns, one per label, named for it "
+    "(instead of --label-column).",
+)
+@click.option(
     "--output-dir",
     type=click.Path(file_okay=False),
     help="Folder for the report [default: <MODEL_DIR>/reports/<data name>].",

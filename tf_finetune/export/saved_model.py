@@ -304,19 +304,21 @@ def _check_reload(
         encoded = [[e] for e in tokenization.encode(tokenizer, inputs, max_length, truncation)]
     else:
         encoded = tokenization.windows(tokenizer, inputs, max_length, stride)
-    for index, parts in enumerate(encoded):  # one by one: no pad token needed
+    for index, parts in enumerate(encoded):  # no padding: no pad token needed
         if not parts[0].ids:
             continue  # no token (no special tokens either): no model input to compare
         scores = []
-        for encoding in parts:
+        # A text's windows are all one length but the last: one model call per length.
+        for length in sorted({len(part.ids) for part in parts}):
+            same = [part for part in parts if len(part.ids) == length]
             given = {
-                "input_ids": [encoding.ids],
-                "attention_mask": [[1] * len(encoding.ids)],
-                "token_type_ids": [encoding.type_ids],
+                "input_ids": [part.ids for part in same],
+                "attention_mask": [[1] * length for _ in same],
+                "token_type_ids": [part.type_ids for part in same],
             }
             given = {n: tf.constant(given[n], tf.int32) for n in input_names}
             logits = model(given, training=False).logits
-            scores.append(head.scores(tf.cast(logits, tf.float32))[0].numpy())
+            scores += list(head.scores(tf.cast(logits, tf.float32)).numpy())
         expected.append(np.max(scores, axis=0) if head.multi_label else np.mean(scores, axis=0))
         texts.append((_PROBE_TEXTS[index], pairs[index] if pairs else None))
     expected = np.stack(expected)
