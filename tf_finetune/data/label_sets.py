@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tf_finetune.data.labels import check_known
 from tf_finetune.errors import DataError
 
 _TRUE = {"1", "true", "yes"}
@@ -116,14 +117,7 @@ def multi_hot(sets: list[list[str]], names: list[str], source: str) -> np.ndarra
         DataError: A label is not among `names` (training never saw it).
     """
     index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({label for labels in sets for label in labels if label not in index})
-    if unknown:
-        shown = ", ".join(repr(u) for u in unknown[:5])
-        raise DataError(
-            f"{source} has labels that training never saw: {shown}"
-            f"{' ...' if len(unknown) > 5 else ''}. Known labels: {', '.join(names)}. "
-            "Fix them or add examples of them to training."
-        )
+    check_known((label for labels in sets for label in labels), index, source)
     matrix = np.zeros((len(sets), len(names)), np.int8)
     for row, labels in enumerate(sets):
         matrix[row, [index[label] for label in labels]] = 1

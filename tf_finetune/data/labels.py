@@ -73,7 +73,17 @@ def encode_labels(values: Sequence, names: Sequence[str], source: str, integer_i
             )
         return ids
     index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({str(v) for v in values if str(v) not in index})
+    check_known((str(v) for v in values), index, source)
+    return [index[str(v)] for v in values]
+
+
+def check_known(found, names, source: str) -> None:
+    """Refuses labels that are not among `names`, listing the first few.
+
+    Raises:
+        DataError: A label in `found` is not a name training saw.
+    """
+    unknown = sorted({label for label in found if label not in names})
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5])
         raise DataError(
@@ -81,7 +91,6 @@ def encode_labels(values: Sequence, names: Sequence[str], source: str, integer_i
             f"{' ...' if len(unknown) > 5 else ''}. Known labels: {', '.join(names)}. "
             "Fix them or add examples of them to training."
         )
-    return [index[str(v)] for v in values]
 
 
 _PLAIN_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
