@@ -389,7 +389,10 @@ class _Backend:
             The windows' encodings in text order, whether each is the first of a text
             that was split, and the index of each window's text in `inputs`.
         """
-        out, split = self.encode(inputs, keep)  # the texts that fit are done
+        # One token past `keep` tells the texts that fit (done) from those to split,
+        # which are encoded whole: the truncation strategy plays no part in windows.
+        out = self._encode(inputs, keep + 1)
+        split = np.array([len(encoding.ids) > keep for encoding in out], bool)
         whole = iter(self._encode([text for text, cut in zip(inputs, split, strict=True) if cut]))
         rows, first, documents = [], [], []
         for index, (encoding, cut) in enumerate(zip(out, split, strict=True)):

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_finetune.errors import ExportError, short_reason
+from tf_finetune.evaluation.multi_label import DEFAULT_THRESHOLD
 from tf_finetune.export import graph_tokenizer, tokenizer_tables
 from tf_finetune.runtime import atomic
 
@@ -169,7 +170,8 @@ class _Head:
 
     def __init__(self, multi_label: bool, thresholds, count: int):
         self.multi_label = multi_label
-        self.thresholds = thresholds if thresholds is not None else [0.5] * count
+        default = [DEFAULT_THRESHOLD] * count
+        self.thresholds = thresholds if thresholds is not None else default
 
     def scores(self, logits):
         return tf.sigmoid(logits) if self.multi_label else tf.nn.softmax(logits, axis=-1)
