@@ -196,3 +196,19 @@ def test_a_tokenizer_without_a_pad_token_exports_raw_text(model, tmp_path):
         for text in ["a b", "b a a"]
     ]
     np.testing.assert_allclose(scores, np.stack(expected), atol=1e-5)
+
+
+def test_the_exported_model_has_no_float_transposes(text_export):
+    """oneDNN's transpose is slow for one text's tensors: the model permutes by einsum."""
+    loaded = tf.saved_model.load(str(text_export.path))
+    for name in ("serving_default", saved_model.TOKEN_IDS_SIGNATURE):
+        library = loaded.signatures[name].graph.as_graph_def().library.function
+        nodes = [node for function in library for node in function.node_def]
+        assert any(node.op == "Einsum" for node in nodes), name
+        # A Dense layer's tensordot transposes by the identity, which Grappler removes.
+        float_transposes = [
+            node.name
+            for node in nodes
+            if node.op == "Transpose" and node.attr["T"].type == 1 and "Tensordot" not in node.name
+        ]
+        assert not float_transposes, (name, float_transposes)

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from tf_finetune.errors import ExportError, short_reason
 from tf_finetune.evaluation.multi_label import DEFAULT_THRESHOLD
-from tf_finetune.export import graph_tokenizer, tokenizer_tables
+from tf_finetune.export import graph_tokenizer, tokenizer_tables, transposes
 from tf_finetune.runtime import atomic
 
 logger = logging.getLogger(__name__)
@@ -199,7 +199,8 @@ class _Head:
 def _serving_module(model, label_names, input_names, tokens, text_pair, stride, head):
     """Returns the module to save and its signatures, each traced once.
 
-    The signatures are concrete functions only: a `tf.function` kept on the module
+    The model is traced with its transposes as einsums (`transposes`). The signatures
+    are concrete functions only: a `tf.function` kept on the module
     would be traced a second time by `tf.saved_model.save` (a second of tracing per
     function for a small model), and a served model calls its signatures alone.
     """
@@ -222,9 +223,10 @@ def _serving_module(model, label_names, input_names, tokens, text_pair, stride, 
         return {"logits": logits, "probabilities": head.scores(logits)}
 
     # Exactly the model's inputs, so a tokenizer's own output can be fed as it is.
-    token_ids = predict_token_ids.get_concrete_function(
-        **{name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
-    )
+    with transposes.traced_as_einsums():
+        token_ids = predict_token_ids.get_concrete_function(
+            **{name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
+        )
     if tokens is None:
         return module, {"serving_default": token_ids, TOKEN_IDS_SIGNATURE: token_ids}
     module.tokenizer = tokens
@@ -275,7 +277,8 @@ def _serving_module(model, label_names, input_names, tokens, text_pair, stride, 
         )
     else:
         predict_text = tf.function(lambda text: predict(text), input_signature=[strings])
-    serving = predict_text.get_concrete_function()
+    with transposes.traced_as_einsums():
+        serving = predict_text.get_concrete_function()
     return module, {"serving_default": serving, TOKEN_IDS_SIGNATURE: token_ids}
 
 
