@@ -199,10 +199,11 @@ class _Head:
 def _serving_module(model, label_names, input_names, tokens, text_pair, stride, head):
     """Returns the module to save and its signatures, each traced once.
 
-    The model is traced with its transposes as einsums (`transposes`). The signatures
-    are concrete functions only: a `tf.function` kept on the module
-    would be traced a second time by `tf.saved_model.save` (a second of tracing per
-    function for a small model), and a served model calls its signatures alone.
+    The model is traced once, with its transposes as einsums (`transposes`), and both
+    signatures call that trace. The signatures are concrete functions only: a
+    `tf.function` kept on the module would be traced a second time by
+    `tf.saved_model.save` (a second of tracing per function for a small model), and a
+    served model calls its signatures alone.
     """
     module = tf.Module()
     # Tracking the variables (and not the Keras model) keeps Keras objects out of the
@@ -213,20 +214,22 @@ def _serving_module(model, label_names, input_names, tokens, text_pair, stride, 
     if head.multi_label:
         module.thresholds = tf.Variable(head.thresholds, dtype=tf.float32, trainable=False)
 
+    # Exactly the model's inputs, so a tokenizer's own output can be fed as it is.
+    specs = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
+    with transposes.traced_as_einsums():
+        model_logits = tf.function(
+            lambda given: tf.cast(model(given, training=False).logits, tf.float32)
+        ).get_concrete_function(specs)
+
     def logits_of(given):
-        logits = model({name: given[name] for name in input_names}, training=False).logits
-        return tf.cast(logits, tf.float32)
+        return model_logits({name: given[name] for name in input_names})
 
     @tf.function
     def predict_token_ids(**given):
         logits = logits_of(given)
         return {"logits": logits, "probabilities": head.scores(logits)}
 
-    # Exactly the model's inputs, so a tokenizer's own output can be fed as it is.
-    with transposes.traced_as_einsums():
-        token_ids = predict_token_ids.get_concrete_function(
-            **{name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
-        )
+    token_ids = predict_token_ids.get_concrete_function(**specs)
     if tokens is None:
         return module, {"serving_default": token_ids, TOKEN_IDS_SIGNATURE: token_ids}
     module.tokenizer = tokens
@@ -277,8 +280,7 @@ def _serving_module(model, label_names, input_names, tokens, text_pair, stride, 
         )
     else:
         predict_text = tf.function(lambda text: predict(text), input_signature=[strings])
-    with transposes.traced_as_einsums():
-        serving = predict_text.get_concrete_function()
+    serving = predict_text.get_concrete_function()
     return module, {"serving_default": serving, TOKEN_IDS_SIGNATURE: token_ids}
 
 
