@@ -93,3 +93,57 @@ def test_batched_probes_read_what_each_code_point_alone_gives(monkeypatch, lower
         tokenizer_tables._ranges(split)
     )
     assert "!" in "".join(chr(c) for c in split) and alone["\u4e2d"] == " \u4e2d "
+
+
+@pytest.fixture
+def new_process(tmp_path, monkeypatch):
+    """A fresh cache folder, and no probe answers in memory (restored afterwards)."""
+    from tf_finetune.export import tokenizer_tables
+
+    monkeypatch.setenv("TF_FINETUNE_CACHE", str(tmp_path))
+    probes = (tokenizer_tables.normalized_alone, tokenizer_tables._punctuation_ranges)
+    saved = [dict(probe.answers) for probe in probes]
+
+    def forget():
+        for probe in probes:
+            probe.answers.clear()
+
+    forget()
+    yield forget
+    for probe, answers in zip(probes, saved, strict=True):
+        probe.answers.clear()
+        probe.answers.update(answers)
+
+
+def test_probe_answers_are_kept_on_disk_for_the_next_process(
+    tiny_checkpoint, tmp_path, new_process
+):
+    import json
+
+    from transformers import AutoTokenizer
+
+    from tf_finetune.export import tokenizer_tables
+
+    normalize, punctuation = tokenizer_tables.normalized_alone, tokenizer_tables._punctuation_ranges
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    first = read_tables(tokenizer)
+    probed = dict(normalize.answers)
+    files = sorted((tmp_path / "tokenizer_tables").iterdir())
+    assert [f.name.split("-")[0] for f in files] == ["normalized_alone", "punctuation_ranges"]
+
+    class Unusable:  # probing it fails: an answer must come from its file
+        def __getattr__(self, name):
+            raise AssertionError(f"probed ({name}) although the answer was kept")
+
+    new_process()
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    assert normalize(Unusable(), spec["normalizer"]) == next(iter(probed.values()))
+    assert punctuation(Unusable(), spec["pre_tokenizer"]) == first.punctuation
+    assert read_tables(tokenizer) == first
+    # Other settings are other answers; an unreadable file is probed again.
+    with pytest.raises(AssertionError, match="probed"):
+        normalize(Unusable(), dict(spec["normalizer"], lowercase=False))
+    files[1].write_text("{not json", encoding="utf-8")
+    new_process()
+    backend = tokenizer.backend_tokenizer
+    assert punctuation(backend.pre_tokenizer, spec["pre_tokenizer"]) == first.punctuation

@@ -9,10 +9,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import hashlib
 import json
+import logging
 import sys
+from pathlib import Path
 
-from tf_finetune.errors import ExportError
+from tf_finetune.errors import ExportError, short_reason
+
+logger = logging.getLogger(__name__)
 
 _SURROGATES = range(0xD800, 0xE000)
 
@@ -158,23 +163,75 @@ def _parts(encoding, texts: int, tokenizer) -> tuple[list[list[tuple[int, int]]]
     return parts, types
 
 
-def _cached_by_settings(probe):
+def _cached_by_settings(decode):
     """Caches `probe(component)` by the component's settings (its JSON spec).
 
-    A probe runs the component over every code point, a few seconds each, and its
-    answer depends on the settings alone: every BERT-style export in a process after
-    the first reuses it. Callers get their own copy.
+    A probe runs the component over every code point, about a second each, and its
+    answer depends on the settings and the tokenizers library alone. Answers are kept
+    for the process and as JSON files under the cache folder (`cache_folder`), so a
+    run after the first reads them in milliseconds; `decode` turns a kept answer back
+    into the probe's. Callers get their own copy.
     """
-    answers = {}
 
-    @functools.wraps(probe)
-    def cached(component, settings: dict):
-        key = json.dumps(settings, sort_keys=True)
-        if key not in answers:
-            answers[key] = probe(component)
-        return copy.copy(answers[key])  # of immutable strings and tuples
+    def decorator(probe):
+        answers = {}
 
-    return cached
+        @functools.wraps(probe)
+        def cached(component, settings: dict):
+            key = json.dumps(settings, sort_keys=True)
+            if key not in answers:
+                path = _answer_file(probe.__name__, key)
+                kept = _read_answer(path)
+                answers[key] = decode(kept) if kept is not None else probe(component)
+                if kept is None and path is not None:
+                    _keep_answer(path, answers[key])
+            return copy.copy(answers[key])  # of immutable strings and tuples
+
+        cached.answers = answers
+        return cached
+
+    return decorator
+
+
+def cache_folder() -> Path | None:
+    """Where probe answers are kept: beside the token cache; None when caching is off."""
+    from tf_finetune.data import tokenization
+
+    tokens = tokenization.cache_directory()
+    return None if tokens is None else tokens.parent / "tokenizer_tables"
+
+
+def _answer_file(probe: str, key: str) -> Path | None:
+    import tokenizers
+
+    folder = cache_folder()
+    if folder is None:
+        return None
+    # The library's Unicode tables decide the answers as much as the settings do, and
+    # a change to this module's probing as much as either.
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    text = f"{probe}\n{tokenizers.__version__}\n{source}\n{key}"
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return folder / f"{probe.strip('_')}-{digest[:24]}.json"
+
+
+def _read_answer(path: Path | None):
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, or unreadable: probed again
+        return None
+
+
+def _keep_answer(path: Path, answer) -> None:
+    from tf_finetune.runtime import atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(path, json.dumps(answer))
+    except OSError as error:  # the answer is still right; it is only probed again
+        logger.warning("Cannot keep tokenizer tables in %s (%s).", path, short_reason(error))
 
 
 # Code points are probed this many at a time, in one string: a call per code point
@@ -185,7 +242,7 @@ _PROBE_BATCH = 8192
 _SEPARATOR = "|"
 
 
-@_cached_by_settings
+@_cached_by_settings(decode=dict)
 def normalized_alone(normalizer) -> dict[str, str]:
     """What the normalizer makes of each code point alone, for those it changes.
 
@@ -228,7 +285,7 @@ def _normalization_classes(changed: dict[str, str]) -> dict:
     }
 
 
-@_cached_by_settings
+@_cached_by_settings(decode=lambda ranges: [tuple(r) for r in ranges])
 def _punctuation_ranges(pre_tokenizer) -> list[tuple[int, int]]:
     """Code points the pre-tokenizer splits off as tokens of their own.
 
