@@ -299,14 +299,30 @@ def test_run_directory_can_continue_training(run, tmp_path):
     assert again.report["accuracy"] == pytest.approx(run.report["accuracy"])
 
 
-def test_mixed_precision_trains_and_reports_and_exports_in_float32(fit_options):
+def test_mixed_precision_trains_and_reports_and_exports_in_float32(fit_options, monkeypatch):
+    """On one CPU, validation scores a float32 copy, and the report (on validation,
+    without a test file) reuses the chosen epoch's scores instead of predicting again."""
     import tf_keras
     from transformers import TFAutoModelForSequenceClassification
 
-    run = fit(load_config(overrides=dict(fit_options, mixed_precision="mixed_bfloat16")))
+    from tf_finetune.evaluation import scoring
+
+    scored = []
+    predict_logits = scoring.predict_logits
+
+    def counted(model, batches):
+        scored.append(model.compute_dtype)
+        return predict_logits(model, batches)
+
+    monkeypatch.setattr(scoring, "predict_logits", counted)
+    options = dict(fit_options, mixed_precision="mixed_bfloat16", test_file=None)
+    run = fit(load_config(overrides=options))
     assert tf_keras.mixed_precision.global_policy().name == "float32"  # restored
     assert np.isfinite(run.history["loss"]).all()
-    assert run.report["accuracy"] >= 0.8
+    assert run.eval_split == "validation" and run.report["accuracy"] >= 0.8
+    assert scored == ["float32"] * options["epochs"]  # once an epoch, none for the report
+    chosen = run.report["model_epoch"]["epoch"]
+    assert run.report["accuracy"] == pytest.approx(run.history["val_accuracy"][chosen - 1])
     written = yaml.safe_load((run.run_dir / "fit_config.yaml").read_text())
     assert written["mixed_precision"] == "mixed_bfloat16"
     # The export computes in float32: its logits are the written weights' in float32,

@@ -46,10 +46,13 @@ class TrainResult:
     Attributes:
         history: Keras metrics per epoch, with the speed figures of `throughput`.
         stats: The run's speed figures (`throughput.summarize`).
+        float32_scores: The validation probabilities of each epoch this call scored in
+            float32 (epoch index -> per-text probabilities, split order).
     """
 
     history: dict
     stats: dict
+    float32_scores: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,7 @@ def train(
     verbose: int = 0,
     extra_callbacks=(),
     compiles_per_shape: bool = False,
+    float32_copy=None,
 ):
     """Fits a compiled model, evaluating on validation after each epoch.
 
@@ -103,6 +107,9 @@ def train(
         extra_callbacks: More Keras callbacks (`run_callbacks`), run after validation
             and before the checkpoint callback, so a point recorded at a step is flushed
             with that step's checkpoint.
+        compiles_per_shape: The steps are XLA-compiled, once per batch shape.
+        float32_copy: A float32 copy of a reduced-precision model to score validation
+            with (`summaries.ValidationSummaries`).
 
     Returns:
         A `TrainResult`; its history holds every epoch, those before `start` included.
@@ -112,7 +119,7 @@ def train(
         TrainingDiverged: The loss became NaN or infinite.
     """
     meter = throughput.SpeedMeter(train_batches, compiles_per_shape)
-    scorer = summaries.ValidationSummaries(validation, log_dir)
+    scorer = summaries.ValidationSummaries(validation, log_dir, float32_copy)
     checkpointer.after_save.append(scorer.flush)
     with interruption.StopSignals() as signals:
         saver = checkpointing.TrainingCheckpoint(
@@ -142,7 +149,7 @@ def train(
     if signals.received:  # at an epoch's end or in validation: that epoch is saved
         raise _stopped_after_epoch(signals, checkpointer)
     stats = throughput.summarize(saver.history, meter, train_batches, model)
-    return TrainResult(history=saver.history, stats=stats)
+    return TrainResult(history=saver.history, stats=stats, float32_scores=scorer.float32_scores)
 
 
 def _stopped_after_epoch(signals, checkpointer) -> TrainingInterrupted:

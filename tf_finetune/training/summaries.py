@@ -223,10 +223,18 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
 
     Like `StepSummaries`, it writes an epoch's summaries in `flush`, once the epoch's
     checkpoint is saved, so a resumed run never logs an epoch twice.
+
+    `float32_copy`, when given, is a float32 copy of the model (`models.float32_copy`)
+    that scores instead of it, its weights brought level with the model's first: a
+    model training in reduced precision is then scored as its report and export score
+    it. Each epoch scored in float32 keeps its probabilities in `float32_scores`
+    (epoch -> per-text probabilities), for the report to reuse.
     """
 
-    def __init__(self, validation, log_dir: Path):
+    def __init__(self, validation, log_dir: Path, float32_copy=None):
         super().__init__()
+        self._float32_copy = float32_copy
+        self.float32_scores: dict[int, np.ndarray] = {}
         self._batches = validation.batches
         self._documents = validation.documents
         self._y_true = np.asarray(validation.labels)
@@ -237,11 +245,17 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         multi_label = self._y_true.ndim == 2
-        logits = scoring.predict_logits(self.model, self._batches)
+        scorer = self.model
+        if self._float32_copy is not None:
+            self._float32_copy.set_weights(self.model.get_weights())
+            scorer = self._float32_copy
+        logits = scoring.predict_logits(scorer, self._batches)
         probabilities = scoring.probabilities_of(logits, multi_label)
         if self._documents is not None:  # each text's from its windows', and its loss
             probabilities = scoring.per_text(probabilities, self._documents, multi_label)
             logits = scoring.logits_of(probabilities, multi_label)
+        if scorer.compute_dtype == "float32":
+            self.float32_scores[epoch] = probabilities
         report = scoring.build_report(self._y_true, probabilities, self._labels)
         self._pending = (epoch, report, probabilities)
         if logs is not None:  # for the callbacks after this one: early stopping, history
