@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: demo test lint slow-test benchmark scale-benchmark probe-steps clean-venv
+.PHONY: demo test lint slow-test benchmark scale-benchmark probe-steps probe-inference clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ scale-benchmark: $(STAMP)
 
 probe-steps: $(STAMP)
 	$(BIN)/python benchmarks/probe_step.py
+
+# Where a served text's milliseconds go, on a fitted MiniLM run: make probe-inference RUN=runs/demo
+probe-inference: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/inference_probes.py --run $(RUN)
 
 clean-venv:
 	rm -rf $(VENV) $(BENCH_VENV)

@@ -5,7 +5,7 @@
 
 Training, all-MiniLM-L6-v2 on the same rotten_tomatoes rows, batch 32, Adam 5e-5:
   tutorial     the Hugging Face tutorial's Keras recipe (pad to the longest train text)
-  tf-finetune  `tf-finetune fit` with its defaults
+  tf-finetune  `tf-finetune fit` with its defaults, and in float32 where those are not
   trainer      transformers' PyTorch Trainer
 Inference, texts/s at batch 1 and 64: the exported SavedModel on raw text, the PyTorch
 model in eager mode, Keras `predict` on token ids.
@@ -107,6 +107,40 @@ def matmul_peaks() -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def phase_table(fits: dict) -> str:
+    """Each fit run's seconds per phase, the phases in the order the run met them."""
+    names = list(dict.fromkeys(p for r in fits.values() for p in r["phase_seconds"]))
+    rows = []
+    for name, result in fits.items():
+        seconds = result["phase_seconds"]
+        rest = result["wall_seconds"] - sum(seconds.values())
+        rows.append(
+            [name]
+            + [f"{seconds.get(phase, 0.0):.1f}" for phase in names]
+            + [f"{rest:.1f}", f"{result['wall_seconds']:.0f}"]
+        )
+    return table(["recipe", *names, "exit and other", "wall s"], rows)
+
+
+def precision_ratio(results: dict) -> str:
+    """The float32 fit's share of the float32 peak, and how much faster the default was."""
+    if "fit_float32" not in results:
+        return ""
+    full, fit = results["fit_float32"], results["fit"]
+    speed = (fit["real_tokens"] / fit["train_seconds"]) / (
+        full["real_tokens"] / full["train_seconds"]
+    )
+    return (
+        f"\nIn float32 the same fit reached {achieved_gflops(full):.0f} GFLOP/s on real tokens; "
+        f"{fit['precision']} trained {speed:.2f}x as many real tokens per second."
+    )
+
+
+def with_range(result: dict, key: str) -> str:
+    low, high = result[f"{key}_spread"]
+    return f"{result[key]:.1f} ({low:.1f}-{high:.1f})"
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -134,6 +168,7 @@ def fit_result(run_dir: Path) -> dict:
         "precision": yaml.safe_load((run_dir / "fit_config.yaml").read_text(encoding="utf-8"))[
             "mixed_precision"
         ],
+        "phase_seconds": stats["phase_seconds"],
     }
 
 
@@ -171,6 +206,11 @@ def main() -> None:
             fit_command += ["--max-train-samples", str(args.rows)]
         timing = run_child(fit_command)
         results["fit"] = {**fit_result(scratch / "fit"), **timing}
+        if results["fit"]["precision"] != "float32":  # the float32 figures too
+            print("tf-finetune fit --mixed-precision float32 ...", flush=True)
+            command = [*fit_command[:-1], "fit_float32", "--mixed-precision", "float32"]
+            timing = run_child(command)
+            results["fit_float32"] = {**fit_result(scratch / "fit_float32"), **timing}
         print("PyTorch Trainer ...", flush=True)
         out = scratch / "trainer.json"
         results["trainer"] = run_child(
@@ -206,19 +246,23 @@ def write_report(args, results: dict, inference: dict, total: float, peaks: dict
     ]  # fmt: skip
     base, fit = results["tutorial"], results["fit"]
     peak = peaks["float32"]
+    fits = {f"tf-finetune fit (defaults: {fit['precision']})": fit}
+    if "fit_float32" in results:
+        fits["tf-finetune fit --mixed-precision float32"] = results["fit_float32"]
     training = table(
         header,
         [
             train_rows("tutorial Keras recipe (max_length 78)", base, None, peak),
-            train_rows(f"tf-finetune fit (defaults: {fit['precision']})", fit, base, peak),
+            *(train_rows(name, result, base, peak) for name, result in fits.items()),
             train_rows("PyTorch Trainer", results["trainer"], base, peak),
         ],
     )
+    phases = phase_table(fits)
     fit_dtype = efficiency.precision_dtype(fit["precision"])
     inference_table = table(
         ["engine", "texts/s, batch 1", "texts/s, batch 64", "peak RSS MiB"],
         [
-            [name, f"{r['batch_1']:.1f}", f"{r['batch_64']:.1f}", f"{r['peak_rss_mib']:,.0f}"]
+            [name, with_range(r, "batch_1"), with_range(r, "batch_64"), f"{r['peak_rss_mib']:,.0f}"]
             for name, r in (
                 ("SavedModel, raw text (tokenizer in graph)", inference["savedmodel"]),
                 ("PyTorch eager, no_grad (+ fast tokenizer)", inference["torch"]),
@@ -247,9 +291,16 @@ GFLOP/s count MiniLM's training FLOPs per real token (`efficiency.flops_per_toke
 tf-finetune trained in {fit_dtype}: {achieved_gflops(fit):.0f} GFLOP/s is
 {100 * achieved_gflops(fit) / peaks.get(fit_dtype, peak):.0f}% of the {fit_dtype} peak.
 Its first step, tracing included, took {fit["tracing_seconds"]:.1f} s longer than a typical
-step.
+step.{precision_ratio(results)}
 
-Inference, texts per second from raw text to probabilities (Keras: from token ids):
+Where each `fit` process's seconds went (`phase_seconds` of its `training_stats.json`;
+start-up is imports before the run, compile the first step's extra time):
+
+{phases}
+
+Inference, texts per second from raw text to probabilities (Keras: from token ids): the
+median of 5 timed passes over the sample (200 texts at batch 1, 1,024 at batch 64) after
+one untimed pass, and in brackets the slowest and fastest pass:
 
 {inference_table}
 
