@@ -301,11 +301,21 @@ def test_run_directory_can_continue_training(run, tmp_path):
 
 def test_mixed_precision_trains_and_reports_and_exports_in_float32(fit_options, monkeypatch):
     """On one CPU, validation scores a float32 copy, and the report (on validation,
-    without a test file) reuses the chosen epoch's scores instead of predicting again."""
+    without a test file) reuses the chosen epoch's scores instead of predicting again.
+
+    The third of four epochs is made the best, so the copy, which scored the last
+    epoch, must be given the restored weights before the report and the export use it.
+    """
     import tf_keras
     from transformers import TFAutoModelForSequenceClassification
 
     from tf_finetune.evaluation import scoring
+    from tf_finetune.training import best_epoch
+
+    def third(values, monitor):
+        return min(len(values) - 1, 2) if values else None
+
+    monkeypatch.setattr(best_epoch, "best_index", third)
 
     scored = []
     predict_logits = scoring.predict_logits
@@ -316,13 +326,13 @@ def test_mixed_precision_trains_and_reports_and_exports_in_float32(fit_options, 
 
     monkeypatch.setattr(scoring, "predict_logits", counted)
     options = dict(fit_options, mixed_precision="mixed_bfloat16", test_file=None)
-    run = fit(load_config(overrides=options))
+    run = fit(load_config(overrides=dict(options, restore_best=True)))
     assert tf_keras.mixed_precision.global_policy().name == "float32"  # restored
     assert np.isfinite(run.history["loss"]).all()
     assert run.eval_split == "validation" and run.report["accuracy"] >= 0.8
     assert scored == ["float32"] * options["epochs"]  # once an epoch, none for the report
-    chosen = run.report["model_epoch"]["epoch"]
-    assert run.report["accuracy"] == pytest.approx(run.history["val_accuracy"][chosen - 1])
+    assert run.report["model_epoch"]["epoch"] == 3
+    assert run.report["accuracy"] == pytest.approx(run.history["val_accuracy"][2])
     written = yaml.safe_load((run.run_dir / "fit_config.yaml").read_text())
     assert written["mixed_precision"] == "mixed_bfloat16"
     # The export computes in float32: its logits are the written weights' in float32,

@@ -166,8 +166,6 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     full = trained.float32_copy
     if full is None:
         full = models.float32_copy(model)
-    else:
-        full.set_weights(model.get_weights())  # the chosen epoch's
     evaluated = evaluate(resolved, full, inputs, plan, trained)
     _write_checkpoint_and_report(run.path, model, inputs, evaluated, trained.history)
     clock.lap("report")
@@ -447,7 +445,8 @@ class Trained:
         validation: The validation batches, reused for the report when there is no test.
         float32_scores: Validation probabilities of the epochs scored in float32 this
             process (epoch index -> per-text probabilities), reused by the report.
-        float32_copy: The float32 copy validation scored with, or None.
+        float32_copy: The float32 copy validation scored with, holding the chosen
+            epoch's weights, or None.
     """
 
     history: dict
@@ -526,6 +525,8 @@ def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: in
         best_epoch.restore(checkpointer, chosen)
     else:
         chosen = best_epoch.last_epoch(history)
+    if float32_copy is not None and chosen.epoch - 1 != max(float32_scores, default=None):
+        float32_copy.set_weights(model.get_weights())  # it holds the last scored epoch's
     return Trained(
         history=history,
         stats=stats,
