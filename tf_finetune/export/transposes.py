@@ -4,10 +4,9 @@ On x86 CPUs TensorFlow rewrites every float `Transpose` into oneDNN's `_MklTrans
 which costs ~45 us even for a tensor of one text's attention heads (an `Add` of the
 same tensor costs ~15 us). The Hugging Face encoders transpose four times per
 attention layer (queries, keys, values, context), so a 6-layer model at batch 1
-spent ~1 ms of its ~11 ms there. An `Einsum`
-that only permutes axes computes the same tensor with Eigen's transpose, and is no
-slower at batch 16 or 32 either (measured on an AVX-512 EPYC, 2 cores; see
-`benchmarks/inference_probes.md`).
+spent ~1 ms of its ~11 ms there. An `Einsum` that only permutes axes computes the
+same tensor with Eigen's transpose, and is no slower at batch 16 or 32 either
+(measured on an AVX-512 EPYC, 2 cores; see `benchmarks/inference_probes.md`).
 """
 
 from __future__ import annotations
