@@ -52,7 +52,7 @@ def per_call(function, inputs) -> callable:
 
 
 def transpose_probes(passes: int) -> list[list[str]]:
-    from tf_finetune.export import transposes
+    from tf_finetune.modeling import transposes
 
     rows = []
     for batch, length in ((1, 27), (16, 40), (32, 64)):
@@ -78,7 +78,8 @@ def transpose_probes(passes: int) -> list[list[str]]:
 def model_probes(run: Path, texts: list[str], passes: int) -> list[list[str]]:
     from transformers import AutoTokenizer, TFAutoModelForSequenceClassification
 
-    from tf_finetune.export import saved_model, transposes
+    from tf_finetune.export import saved_model
+    from tf_finetune.modeling import transposes
 
     tokenizer = AutoTokenizer.from_pretrained(str(run))
     model = TFAutoModelForSequenceClassification.from_pretrained(str(run))

@@ -163,13 +163,12 @@ def _run(config: FitConfig, run: run_dir.RunDirectory, strategy, verbose: int) -
     trained = train_model(resolved, run, model, inputs, plan, verbose)
     clock.split_training(trained.stats)
     # Scored and served at full precision, whatever precision trained it.
-    full = trained.float32_copy
-    if full is None:
-        full = models.float32_copy(model)
-    evaluated = evaluate(resolved, full, inputs, plan, trained)
+    forward = trained.forward
+    full = forward.model if forward is not None else models.float32_copy(model)
+    evaluated = evaluate(resolved, forward or full, inputs, plan, trained)
     _write_checkpoint_and_report(run.path, model, inputs, evaluated, trained.history)
     clock.lap("report")
-    exported = export_model(run.path, full, inputs, evaluated.thresholds)
+    exported = export_model(run.path, full, inputs, evaluated.thresholds, forward)
     clock.lap("export")
     stats = trained.stats | {"phase_seconds": clock.seconds}
     atomic.write_text(run.path / STATS_NAME, json.dumps(stats, indent=2) + "\n")
@@ -445,8 +444,8 @@ class Trained:
         validation: The validation batches, reused for the report when there is no test.
         float32_scores: Validation probabilities of the epochs scored in float32 this
             process (epoch index -> per-text probabilities), reused by the report.
-        float32_copy: The float32 copy validation scored with, holding the chosen
-            epoch's weights, or None.
+        forward: The traced forward pass validation scored with (`forward.Forward`),
+            of a float32 model holding the chosen epoch's weights, or None.
     """
 
     history: dict
@@ -454,7 +453,7 @@ class Trained:
     chosen: object
     validation: object
     float32_scores: dict = dataclasses.field(default_factory=dict)
-    float32_copy: object = None
+    forward: object = None
 
 
 def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: int) -> Trained:
@@ -478,12 +477,12 @@ def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: in
     log_dir = run.path / LOG_DIR
     summaries.write_hparams(log_dir, config, plan.global_batch)
     validation = plan.recipe.batches(inputs.tokens.splits["validation"])
-    float32_copy, float32_scores = None, {}
+    forward, float32_scores = None, {}
     if _finished(config, start.epoch, start.history):
         history = start.history
         stats = json.loads((run.source / STATS_NAME).read_text(encoding="utf-8"))
     else:
-        float32_copy = _validation_copy(config, model)
+        forward = _scoring_forward(config, model, inputs.tokens.input_names)
         train_batches = plan.recipe.batches(
             inputs.tokens.splits["train"], config.epochs, config.seed, start.global_step
         )
@@ -509,7 +508,7 @@ def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: in
             verbose,
             extra_callbacks=callbacks,
             compiles_per_shape=config.jit_compile,
-            float32_copy=float32_copy,
+            forward=forward,
         )
         history, float32_scores = result.history, result.float32_scores
         stats = result.stats | {
@@ -525,36 +524,44 @@ def train_model(config, run, model, inputs: Inputs, plan: BatchPlan, verbose: in
         best_epoch.restore(checkpointer, chosen)
     else:
         chosen = best_epoch.last_epoch(history)
-    if float32_copy is not None and chosen.epoch - 1 != max(float32_scores, default=None):
-        float32_copy.set_weights(model.get_weights())  # it holds the last scored epoch's
+    copy = forward.model if forward is not None else model
+    if copy is not model and chosen.epoch - 1 != max(float32_scores, default=None):
+        copy.set_weights(model.get_weights())  # it holds the last scored epoch's
     return Trained(
         history=history,
         stats=stats,
         chosen=chosen,
         validation=validation,
         float32_scores=float32_scores,
-        float32_copy=float32_copy,
+        forward=forward,
     )
 
 
-def _validation_copy(config, model):
-    """A float32 copy of a bfloat16 model on one CPU to score validation with, else None.
+def _scoring_forward(config, model, input_names):
+    """The traced forward pass that scores validation, the report and the export, or None.
 
-    There bfloat16 predicts only ~5% faster than float32 (rotten_tomatoes validation,
-    MiniLM: 5.1 s against 5.4 s), so each epoch is scored at the precision its report
-    and export use, and the report reuses the chosen epoch's scores instead of
-    predicting its split again (~7 s). GPUs (float16 predicts several times faster),
-    several replicas and XLA keep scoring the training model.
+    On one device without XLA, validation calls one trace of the model each epoch
+    (`forward.Forward`) instead of Keras' `predict`, and the report and the export
+    reuse it. A model training in bfloat16 on a CPU is scored through a float32 copy:
+    there bfloat16 predicts only ~5% faster (rotten_tomatoes validation, MiniLM: 5.1 s
+    against 5.4 s), so each epoch is scored at the precision its report and export
+    use, and the report reuses the chosen epoch's scores instead of predicting its
+    split again. Several replicas and XLA keep Keras' `predict`, and so does float16
+    on a GPU, which predicts several times faster than float32 there.
     """
     import tensorflow as tf
 
     from tf_finetune.modeling import models
+    from tf_finetune.modeling.forward import Forward
 
     single = model.distribute_strategy.num_replicas_in_sync == 1
-    cpu = not tf.config.list_logical_devices("GPU")
-    if model.compute_dtype == "float32" or config.jit_compile or not (single and cpu):
+    if config.jit_compile or not single:
         return None
-    return models.float32_copy(model)
+    if model.compute_dtype == "float32":
+        return Forward(model, input_names)
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    return Forward(models.float32_copy(model), input_names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -649,8 +656,9 @@ def evaluate(config, model, inputs: Inputs, plan: BatchPlan, trained: Trained) -
     )
 
 
-def export_model(run_path: Path, model, inputs: Inputs, thresholds=None):
-    """Exports the SavedModel as the run directory's next version."""
+def export_model(run_path: Path, model, inputs: Inputs, thresholds=None, forward=None):
+    """Exports the SavedModel as the run directory's next version (through `forward`,
+    the model's traced forward pass, when there is one)."""
     from tf_finetune.export import saved_model
 
     return saved_model.export_saved_model(
@@ -665,6 +673,7 @@ def export_model(run_path: Path, model, inputs: Inputs, thresholds=None):
         stride=inputs.tokens.stride,
         multi_label=inputs.data.multi_label,
         thresholds=thresholds,
+        forward=forward,
     )
 
 

@@ -1,10 +1,10 @@
-"""Tests of the einsum transposes the export traces its model with."""
+"""Tests of the einsum transposes the model is traced with for scoring and the export."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_finetune.export import transposes
+from tf_finetune.modeling import transposes
 
 
 @pytest.mark.parametrize(

@@ -17,15 +17,20 @@ from sklearn.metrics import classification_report, confusion_matrix
 
 from tf_finetune.evaluation import multi_label as multi
 from tf_finetune.evaluation import plots
+from tf_finetune.modeling.forward import Forward
 
 
 def predict_logits(model, batches) -> np.ndarray:
     """Returns float32 logits `[N, C]` in split order.
 
     Args:
-        model: A Keras classifier returning `logits`.
+        model: A Keras classifier returning `logits`, predicted with Keras' `predict`
+            (which shares batches out to a strategy's replicas), or its
+            `forward.Forward`, called batch by batch.
         batches: `tf_data.Batches` of an evaluation split (unshuffled).
     """
+    if isinstance(model, Forward):
+        return batches.restore_order(model.logits(batches.dataset))
     features = batches.dataset.map(lambda x, y: x)
     logits = model.predict(features, verbose=0)["logits"]
     return batches.restore_order(np.asarray(logits, np.float32))

@@ -28,7 +28,8 @@ import tensorflow as tf
 
 from tf_finetune.errors import ExportError, short_reason
 from tf_finetune.evaluation.multi_label import DEFAULT_THRESHOLD
-from tf_finetune.export import graph_tokenizer, tokenizer_tables, transposes
+from tf_finetune.export import graph_tokenizer, tokenizer_tables
+from tf_finetune.modeling.forward import Forward
 from tf_finetune.runtime import atomic
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ def export_saved_model(
     stride: int | None = None,
     multi_label: bool = False,
     thresholds: list[float] | None = None,
+    forward: Forward | None = None,
 ) -> Export:
     """Writes the next integer version of a SavedModel under `model_dir`.
 
@@ -102,6 +104,8 @@ def export_saved_model(
             joined by "|").
         thresholds: Multi-label: each label's decision threshold (default 0.5),
             applied in the graph and stored as the variable `thresholds`.
+        forward: `model`'s traced forward pass (`forward.Forward`), when the run has
+            one: the signatures call it instead of tracing the model again.
 
     Raises:
         ExportError: The SavedModel cannot be written, or its outputs differ from the model's.
@@ -111,16 +115,15 @@ def export_saved_model(
     final = model_dir / str(version)
     tokens, reason = _graph_tokenizer(tokenizer, max_length, truncation)
     head = _Head(multi_label, thresholds, len(label_names))
-    module, signatures = _serving_module(
-        model, label_names, input_names, tokens, text_pair, stride, head
-    )
+    if forward is None or forward.model is not model:
+        forward = Forward(model, input_names)
+    module, signatures = _serving_module(forward, label_names, tokens, text_pair, stride, head)
     try:
         with atomic.staged_directory(final) as staging:
             tf.saved_model.save(module, str(staging), signatures=signatures)
             _check_reload(
                 staging,
-                model,
-                input_names,
+                forward,
                 tokenizer if tokens else None,
                 max_length,
                 text_pair,
@@ -196,15 +199,15 @@ class _Head:
         return {"predicted": predicted, "label": label}
 
 
-def _serving_module(model, label_names, input_names, tokens, text_pair, stride, head):
+def _serving_module(forward, label_names, tokens, text_pair, stride, head):
     """Returns the module to save and its signatures, each traced once.
 
-    The model is traced once, with its transposes as einsums (`transposes`), and both
-    signatures call that trace. The signatures are concrete functions only: a
-    `tf.function` kept on the module would be traced a second time by
-    `tf.saved_model.save` (a second of tracing per function for a small model), and a
-    served model calls its signatures alone.
+    Both signatures call the model's one trace, `forward` (its transposes as einsums).
+    The signatures are concrete functions only: a `tf.function` kept on the module
+    would be traced a second time by `tf.saved_model.save` (a second of tracing per
+    function for a small model), and a served model calls its signatures alone.
     """
+    model, input_names = forward.model, forward.input_names
     module = tf.Module()
     # Tracking the variables (and not the Keras model) keeps Keras objects out of the
     # SavedModel: it loads as plain TensorFlow functions over these variables.
@@ -216,17 +219,10 @@ def _serving_module(model, label_names, input_names, tokens, text_pair, stride, 
 
     # Exactly the model's inputs, so a tokenizer's own output can be fed as it is.
     specs = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
-    with transposes.traced_as_einsums():
-        model_logits = tf.function(
-            lambda given: tf.cast(model(given, training=False).logits, tf.float32)
-        ).get_concrete_function(specs)
-
-    def logits_of(given):
-        return model_logits({name: given[name] for name in input_names})
 
     @tf.function
     def predict_token_ids(**given):
-        logits = logits_of(given)
+        logits = forward(given)
         return {"logits": logits, "probabilities": head.scores(logits)}
 
     token_ids = predict_token_ids.get_concrete_function(**specs)
@@ -252,7 +248,7 @@ def _serving_module(model, label_names, input_names, tokens, text_pair, stride, 
         def run_chunk(index, logits):
             rows = order[index * SERVING_CHUNK : (index + 1) * SERVING_CHUNK]
             chunk = tokens.pad(tf.gather(ids, rows), tf.gather(types, rows))
-            return index + 1, logits.write(index, logits_of(chunk))
+            return index + 1, logits.write(index, forward(chunk))
 
         _, logits = tf.while_loop(lambda index, _: index < chunks, run_chunk, [0, logits])
         return tf.scatter_nd(order[:, None], logits.concat(), [count, len(label_names)])
@@ -285,9 +281,15 @@ def _serving_module(model, label_names, input_names, tokens, text_pair, stride, 
 
 
 def _check_reload(
-    path: Path, model, input_names, tokenizer, max_length, text_pair, truncation, stride, head
+    path: Path, forward, tokenizer, max_length, text_pair, truncation, stride, head
 ) -> None:
-    """Reloads the SavedModel and compares it with the model on probe inputs."""
+    """Reloads the SavedModel and compares it with the model on probe inputs.
+
+    The expected outputs come from the model's trace (`forward`), the one validation
+    and the report scored with: the check is that the written files reproduce it,
+    and that the raw-text signature, tokenizing in the graph, gives what the Hugging
+    Face tokenizer's ids give.
+    """
     from tf_finetune.data import tokenization
 
     loaded = tf.saved_model.load(str(path))
@@ -297,11 +299,11 @@ def _check_reload(
         "token_type_ids": tf.zeros([2, 5], tf.int32),
     }
     # float16 and bfloat16 keep about 3 and 2 significant digits.
-    atol = 1e-4 if model.compute_dtype == "float32" else 2e-2
-    expected = model({n: probe[n] for n in input_names}, training=False).logits
+    atol = 1e-4 if forward.compute_dtype == "float32" else 2e-2
+    expected = forward(probe).numpy()
     token_ids = loaded.signatures[TOKEN_IDS_SIGNATURE]
-    served = token_ids(**{n: probe[n] for n in input_names})["logits"].numpy()
-    _require_close(served, tf.cast(expected, tf.float32).numpy(), path, "token ids", atol)
+    served = token_ids(**{n: probe[n] for n in forward.input_names})["logits"].numpy()
+    _require_close(served, expected, path, "token ids", atol)
     if tokenizer is None:
         return
     pairs = _PROBE_TEXTS[::-1] if text_pair else None
@@ -323,9 +325,8 @@ def _check_reload(
                 "attention_mask": [[1] * length for _ in same],
                 "token_type_ids": [part.type_ids for part in same],
             }
-            given = {n: tf.constant(given[n], tf.int32) for n in input_names}
-            logits = model(given, training=False).logits
-            scores += list(head.scores(tf.cast(logits, tf.float32)).numpy())
+            given = {n: tf.constant(given[n], tf.int32) for n in forward.input_names}
+            scores += list(head.scores(forward(given)).numpy())
         expected.append(np.max(scores, axis=0) if head.multi_label else np.mean(scores, axis=0))
         texts.append((_PROBE_TEXTS[index], pairs[index] if pairs else None))
     expected = np.stack(expected)

@@ -1,4 +1,4 @@
-"""Transposes traced as einsums in exported graphs: faster for a served text.
+"""Transposes traced as einsums in the scoring and exported graphs: faster on CPUs.
 
 On x86 CPUs TensorFlow rewrites every float `Transpose` into oneDNN's `_MklTranspose`,
 which costs ~45 us even for a tensor of one text's attention heads (an `Add` of the

@@ -87,7 +87,7 @@ def train(
     verbose: int = 0,
     extra_callbacks=(),
     compiles_per_shape: bool = False,
-    float32_copy=None,
+    forward=None,
 ):
     """Fits a compiled model, evaluating on validation after each epoch.
 
@@ -108,8 +108,9 @@ def train(
             and before the checkpoint callback, so a point recorded at a step is flushed
             with that step's checkpoint.
         compiles_per_shape: The steps are XLA-compiled, once per batch shape.
-        float32_copy: A float32 copy of a reduced-precision model to score validation
-            with (`summaries.ValidationSummaries`).
+        forward: The `forward.Forward` that scores validation, of the model or of a
+            float32 copy of it (`summaries.ValidationSummaries`); None scores with
+            Keras' `predict`.
 
     Returns:
         A `TrainResult`; its history holds every epoch, those before `start` included.
@@ -119,7 +120,7 @@ def train(
         TrainingDiverged: The loss became NaN or infinite.
     """
     meter = throughput.SpeedMeter(train_batches, compiles_per_shape)
-    scorer = summaries.ValidationSummaries(validation, log_dir, float32_copy)
+    scorer = summaries.ValidationSummaries(validation, log_dir, forward)
     checkpointer.after_save.append(scorer.flush)
     with interruption.StopSignals() as signals:
         saver = checkpointing.TrainingCheckpoint(

@@ -224,16 +224,18 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
     Like `StepSummaries`, it writes an epoch's summaries in `flush`, once the epoch's
     checkpoint is saved, so a resumed run never logs an epoch twice.
 
-    `float32_copy`, when given, is a float32 copy of the model (`models.float32_copy`)
-    that scores instead of it, its weights brought level with the model's first: a
-    model training in reduced precision is then scored as its report and export score
-    it. Each epoch scored in float32 keeps its probabilities in `float32_scores`
-    (epoch -> per-text probabilities), for the report to reuse.
+    `forward`, when given, is the `forward.Forward` that scores, traced once for
+    validation, the report and the export. It runs the model itself or a float32 copy
+    of it (`models.float32_copy`), whose weights are brought level with the model's
+    first: a model training in reduced precision is then scored as its report and
+    export score it. Without it, Keras' `predict` scores the model. Each epoch scored
+    in float32 keeps its probabilities in `float32_scores` (epoch -> per-text
+    probabilities), for the report to reuse.
     """
 
-    def __init__(self, validation, log_dir: Path, float32_copy=None):
+    def __init__(self, validation, log_dir: Path, forward=None):
         super().__init__()
-        self._float32_copy = float32_copy
+        self._forward = forward
         self.float32_scores: dict[int, np.ndarray] = {}
         self._batches = validation.batches
         self._documents = validation.documents
@@ -245,10 +247,9 @@ class ValidationSummaries(tf_keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         multi_label = self._y_true.ndim == 2
-        scorer = self.model
-        if self._float32_copy is not None:
-            self._float32_copy.set_weights(self.model.get_weights())
-            scorer = self._float32_copy
+        scorer = self._forward or self.model
+        if self._forward is not None and self._forward.model is not self.model:
+            self._forward.model.set_weights(self.model.get_weights())
         logits = scoring.predict_logits(scorer, self._batches)
         probabilities = scoring.probabilities_of(logits, multi_label)
         if self._documents is not None:  # each text's from its windows', and its loss
