@@ -180,6 +180,15 @@ def test_console_script_and_module_entry_points():
     ):
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         assert done.stdout.strip() == "tf-finetune, version 0.1.0"
+        # The process ends as soon as a command returns (`cli.run`), with its exit code
+        # and its last line written: a usage error, then a library error (ConfigError).
+        for args, code, line in (
+            (["fit", "--epochs", "many"], 2, "'many' is not a valid integer"),
+            (["fit", "--epochs", "0"], 3, "must be at least 1"),
+        ):
+            done = subprocess.run([*command[:-1], *args], capture_output=True, text=True)
+            assert done.returncode == code, done.stderr
+            assert line in done.stderr.strip().splitlines()[-1]
 
 
 def test_fit_onto_a_full_disk_is_one_line(fit_options, full_disk):
