@@ -123,6 +123,34 @@ def test_a_failed_export_leaves_nothing(model, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_raw_text_that_scores_otherwise_than_the_tokenizer_ids_is_not_exported(
+    tiny_checkpoint, tokenizer, tmp_path, monkeypatch
+):
+    """The export compares its raw-text signature with the model on the Hugging Face
+    tokenizer's ids of probe texts: a graph tokenizer that cut texts otherwise (here:
+    the check expects an id more per text) stops it, and nothing is written."""
+    from tf_finetune.data import tokenization
+
+    path = str(tiny_checkpoint)
+    model = build_model(path, load_model_config(path, ["neg", "pos"]))
+    # Random weights 10 times their initial size: a token more moves the logits beyond
+    # the check's tolerance (at their initial size it moved them less than 1e-4).
+    for weight in model.trainable_weights:
+        if "kernel" in weight.name or "embeddings" in weight.name:
+            weight.assign(weight * 10)
+    encode = tokenization.encode
+
+    def one_more_token(*args):
+        return [
+            tokenization._Cut([*e.ids, 7], [*e.type_ids, 0]) if e.ids else e for e in encode(*args)
+        ]
+
+    monkeypatch.setattr(tokenization, "encode", one_more_token)
+    with pytest.raises(ExportError, match="does not reproduce the model's outputs on raw text"):
+        saved_model.export_saved_model(model, ["neg", "pos"], ALL_INPUTS, tmp_path, tokenizer, 12)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_full_disk_is_an_export_error_and_leaves_no_staging(model, tokenizer, full_disk):
     with pytest.raises(ExportError) as raised:
         saved_model.export_saved_model(model, ["neg", "pos"], ALL_INPUTS, full_disk, tokenizer, 16)
