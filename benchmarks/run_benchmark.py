@@ -122,17 +122,41 @@ def phase_table(fits: dict) -> str:
     return table(["recipe", *names, "exit and other", "wall s"], rows)
 
 
-def precision_ratio(results: dict) -> str:
-    """The float32 fit's share of the float32 peak, and how much faster the default was."""
+def precision_ratio(results: dict, peaks: dict) -> str:
+    """The float32 fit's share of the float32 peak, how much faster the default was, and
+    the most it could have been.
+
+    The ceiling: the float32 run's matmuls (on padded tokens, so the generous side) at
+    the float32 peak take `M32` of its train seconds `t32`; the rest of its steps took
+    `t32 - M32`. Were the matmuls at the bfloat16 peak and the rest no slower than in
+    float32, a step would take `M16 + (t32 - M32)`: the ratio of the two is the most
+    bfloat16 could gain on this machine.
+    """
+    from tf_finetune.training import efficiency
+
     if "fit_float32" not in results:
         return ""
     full, fit = results["fit_float32"], results["fit"]
     speed = (fit["real_tokens"] / fit["train_seconds"]) / (
         full["real_tokens"] / full["train_seconds"]
     )
+    dtype = efficiency.precision_dtype(fit["precision"])
+    flops = achieved_gflops(full) * full["train_seconds"] * full["padded_tokens"] / full[
+        "real_tokens"
+    ]  # GFLOP, padded tokens counted
+    at_peak = {d: flops / peaks[d] for d in ("float32", dtype)}  # seconds
+    rest = full["train_seconds"] - at_peak["float32"]
+    ceiling = full["train_seconds"] / (at_peak[dtype] + rest)
+    rest_low = fit["train_seconds"] * full["real_tokens"] / fit["real_tokens"] - at_peak[dtype]
     return (
         f"\nIn float32 the same fit reached {achieved_gflops(full):.0f} GFLOP/s on real tokens; "
-        f"{fit['precision']} trained {speed:.2f}x as many real tokens per second."
+        f"{fit['precision']} trained {speed:.2f}x as many real tokens per second. The most "
+        f"{dtype} could gain here is {ceiling:.2f}x: the float32 fit's matmuls at the "
+        f"float32 peak would take {at_peak['float32']:.0f} of its {full['train_seconds']:.0f} "
+        f"train seconds, the rest of its steps {rest:.0f} s; with the matmuls at the {dtype} "
+        f"peak ({at_peak[dtype]:.0f} s) and the rest no slower, a step takes "
+        f"1/{ceiling:.2f} as long. The {dtype} fit spent {rest_low:.0f} s beyond its "
+        f"matmuls at the {dtype} peak, for the same tokens."
     )
 
 
@@ -291,7 +315,7 @@ GFLOP/s count MiniLM's training FLOPs per real token (`efficiency.flops_per_toke
 tf-finetune trained in {fit_dtype}: {achieved_gflops(fit):.0f} GFLOP/s is
 {100 * achieved_gflops(fit) / peaks.get(fit_dtype, peak):.0f}% of the {fit_dtype} peak.
 Its first step, tracing included, took {fit["tracing_seconds"]:.1f} s longer than a typical
-step.{precision_ratio(results)}
+step.{precision_ratio(results, peaks)}
 
 Where each `fit` process's seconds went (`phase_seconds` of its `training_stats.json`;
 start-up is imports before the run, compile the first step's extra time):
