@@ -141,9 +141,9 @@ def precision_ratio(results: dict, peaks: dict) -> str:
         full["real_tokens"] / full["train_seconds"]
     )
     dtype = efficiency.precision_dtype(fit["precision"])
-    flops = achieved_gflops(full) * full["train_seconds"] * full["padded_tokens"] / full[
-        "real_tokens"
-    ]  # GFLOP, padded tokens counted
+    flops = (
+        achieved_gflops(full) * full["train_seconds"] * full["padded_tokens"] / full["real_tokens"]
+    )  # GFLOP, padded tokens counted
     at_peak = {d: flops / peaks[d] for d in ("float32", dtype)}  # seconds
     rest = full["train_seconds"] - at_peak["float32"]
     ceiling = full["train_seconds"] / (at_peak[dtype] + rest)

@@ -2,7 +2,7 @@
 
 Keras' `predict` traces its predict function for the first batch shape it sees and
 again, with the shapes relaxed, for the second; the export then traced the model a
-third time. Each trace of MiniLM takes 1.5-2.5 s on 2 CPU cores. `Forward` traces the
+third time. Each trace of MiniLM took 1.5-3.4 s on 2 CPU cores. `Forward` traces the
 model once, over batches of any shape and with its transposes as einsums
 (`transposes`), and every epoch's validation, the report and the export call that
 one trace. The trace reads the model's variables when it runs, so it scores the
