@@ -210,25 +210,22 @@ def _serving_module(forward, label_names, tokens, text_pair, stride, head):
     (`tf.while_loop`, `tf.cond`), and rewriting the tokenizers' Python code took 1.9 of
     the 2.4 s this function spent on MiniLM's WordPiece export.
     """
-    model, input_names = forward.model, forward.input_names
     module = tf.Module()
     # Tracking the variables (and not the Keras model) keeps Keras objects out of the
     # SavedModel: it loads as plain TensorFlow functions over these variables.
-    module.model_variables = list(model.variables)
+    module.model_variables = list(forward.model.variables)
     module.label_names = tf.Variable(label_names, dtype=tf.string, trainable=False)
     names = tf.constant(label_names)
     if head.multi_label:
         module.thresholds = tf.Variable(head.thresholds, dtype=tf.float32, trainable=False)
-
-    # Exactly the model's inputs, so a tokenizer's own output can be fed as it is.
-    specs = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
 
     @tf.function(autograph=False)
     def predict_token_ids(**given):
         logits = forward(given)
         return {"logits": logits, "probabilities": head.scores(logits)}
 
-    token_ids = predict_token_ids.get_concrete_function(**specs)
+    # Exactly the model's inputs, so a tokenizer's own output can be fed as it is.
+    token_ids = predict_token_ids.get_concrete_function(**forward.specs)
     if tokens is None:
         return module, {"serving_default": token_ids, TOKEN_IDS_SIGNATURE: token_ids}
     module.tokenizer = tokens

@@ -27,18 +27,21 @@ class Forward:
     Attributes:
         model: The model it runs.
         input_names: Its inputs.
-        function: The concrete function: a dict of int32 `[batch, tokens]` inputs ->
-            float32 logits `[batch, classes]`.
+        specs: Each input's `TensorSpec`: int32 `[batch, tokens]`, named as the input.
+        function: The concrete function: a dict of those inputs -> float32 logits
+            `[batch, classes]`.
     """
 
     def __init__(self, model, input_names):
         self.model = model
         self.input_names = list(input_names)
-        specs = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
+        self.specs = {
+            name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names
+        }
         with transposes.traced_as_einsums():
             self.function = tf.function(
                 lambda given: tf.cast(model(given, training=False).logits, tf.float32)
-            ).get_concrete_function(specs)
+            ).get_concrete_function(self.specs)
 
     @property
     def compute_dtype(self) -> str:

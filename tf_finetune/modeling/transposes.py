@@ -39,8 +39,9 @@ _TRANSPOSE = tf.transpose
 @contextlib.contextmanager
 def traced_as_einsums():
     """While tracing under this, calls to `tf.transpose` (as the Hugging Face models
-    make them) trace as `einsum_transpose`. Meant for a single-threaded trace of a
-    serving function; the attribute is restored on exit."""
+    make them) trace as `einsum_transpose`. Meant for a single-threaded trace of the
+    forward pass that scores and is exported (`forward.Forward`); the attribute is
+    restored on exit."""
     tf.transpose = einsum_transpose
     try:
         yield
