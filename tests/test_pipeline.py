@@ -310,6 +310,7 @@ def test_mixed_precision_trains_and_reports_and_exports_in_float32(fit_options, 
     from transformers import TFAutoModelForSequenceClassification
 
     from tf_finetune.evaluation import scoring
+    from tf_finetune.modeling import models
     from tf_finetune.training import best_epoch
 
     def third(values, monitor):
@@ -325,8 +326,13 @@ def test_mixed_precision_trains_and_reports_and_exports_in_float32(fit_options, 
         return predict_logits(model, batches)
 
     monkeypatch.setattr(scoring, "predict_logits", counted)
+    in_float32, replaced = models.activations_in_float32, []
+    monkeypatch.setattr(
+        models, "activations_in_float32", lambda model: replaced.append(in_float32(model))
+    )
     options = dict(fit_options, mixed_precision="mixed_bfloat16", test_file=None)
     run = fit(load_config(overrides=dict(options, restore_best=True)))
+    assert replaced == [2]  # on a CPU the tiny BERT's two GELUs compute in float32
     assert tf_keras.mixed_precision.global_policy().name == "float32"  # restored
     assert np.isfinite(run.history["loss"]).all()
     assert run.eval_split == "validation" and run.report["accuracy"] >= 0.8

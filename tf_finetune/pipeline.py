@@ -410,6 +410,8 @@ def plan_batches(config: FitConfig, inputs: Inputs, strategy) -> BatchPlan:
 
 def build_model(config: FitConfig, inputs: Inputs, plan: BatchPlan, strategy):
     """Builds and compiles the classifier under the strategy and precision policy."""
+    import tensorflow as tf
+
     from tf_finetune.modeling import models, schedules
     from tf_finetune.runtime import distribution
 
@@ -418,6 +420,8 @@ def build_model(config: FitConfig, inputs: Inputs, plan: BatchPlan, strategy):
         model = models.build_model(
             inputs.model_path, inputs.model_config, config.allow_pickle_weights
         )
+        if model.compute_dtype == "bfloat16" and not tf.config.list_logical_devices("GPU"):
+            models.activations_in_float32(model)
         models.compile_model(
             model,
             schedules.learning_rate(config, plan.updates),

@@ -9,6 +9,7 @@ import pytest
 
 from tf_finetune.errors import ModelError
 from tf_finetune.modeling.models import (
+    activations_in_float32,
     build_model,
     compile_model,
     load_model_config,
@@ -100,6 +101,62 @@ def test_xla_train_step_takes_the_same_steps_as_keras_step(tiny_checkpoint, prec
     pairs = zip(keras_weights, xla_weights, strict=True)
     apart = np.concatenate([np.abs(want - got).ravel() for want, got in pairs])
     assert (apart > 1e-4).mean() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("family", "layers_with_activation"), [("Bert", 2), ("DistilBert", 2), ("Albert", 1)]
+)
+def test_bfloat16_activations_compute_in_float32(family, layers_with_activation):
+    """GELU (exact in BERT and DistilBERT, tanh's approximation in ALBERT, whose layers
+    share one module) runs in float32 inside a bfloat16 model and returns bfloat16."""
+    import tensorflow as tf
+    import tf_keras
+    import transformers
+    from conftest import TINY
+    from transformers.activations_tf import ACT2FN
+
+    from tf_finetune.runtime import distribution
+
+    config_class = getattr(transformers, f"{family}Config")
+    if family == "DistilBert":
+        shape = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64, num_labels=2)
+    else:
+        shape = dict(TINY, hidden_act="gelu_new") if family == "Albert" else TINY
+    config = config_class(vocab_size=40, max_position_embeddings=16, **shape)
+    tf_keras.utils.set_random_seed(0)
+    with distribution.precision_policy("mixed_bfloat16"):
+        model = getattr(transformers, f"TF{family}ForSequenceClassification")(config)
+    ids = {"input_ids": tf.constant([[2, 5, 9, 13, 3], [2, 12, 3, 0, 0]])}
+
+    def smooth_ops(graph):
+        # The pooler's tanh is a Keras Dense layer's activation: left as it is.
+        kinds = ("Erf", "Erfc", "Tanh")
+        return [op for op in graph.get_operations() if op.type in kinds and "pooler" not in op.name]
+
+    def traced(ids):
+        return tf.function(lambda ids: model(ids).logits).get_concrete_function(ids).graph
+
+    assert {op.get_attr("T") for op in smooth_ops(traced(ids))} == {tf.bfloat16}
+    known = [id(value) for value in ACT2FN.values()]
+    originals = {  # Hugging Face's layers' activations; Keras' Dense layers keep theirs
+        (layer, name): value
+        for layer in model.submodules
+        if type(layer).__module__.startswith("transformers.")
+        for name, value in vars(layer).items()
+        if id(value) in known
+    }
+
+    assert activations_in_float32(model) == layers_with_activation == len(originals)
+    assert activations_in_float32(model) == 0  # already replaced
+    ops = smooth_ops(traced(ids))
+    assert ops and {op.get_attr("T") for op in ops} == {tf.float32}
+    # Each replacement gives the activation's float32 value, rounded to bfloat16.
+    x = tf.cast(tf.linspace(-4.0, 4.0, 81), tf.bfloat16)
+    for (layer, name), original in originals.items():
+        got = getattr(layer, name)(x)
+        assert got.dtype == tf.bfloat16
+        want = tf.cast(original(tf.cast(x, tf.float32)), tf.bfloat16)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 
 def test_bad_model_paths(tmp_path, tiny_checkpoint):
