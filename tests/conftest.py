@@ -13,6 +13,8 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+# As the CLI does: tf.keras is tf-keras, so importing TensorFlow skips Keras 3 (~2 s).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # Runs tokenize into a cache of the suite's own, never the user's (one per process:
 # tests that count cache hits start from an empty one).
 os.environ["TF_FINETUNE_CACHE"] = tempfile.mkdtemp(prefix="tf_finetune-cache-")

@@ -214,3 +214,31 @@ def test_fit_keeps_transformers_from_importing_pytorch_unless_pickles_need_it(
     args += ["--text-column", "review", "--output-dir", str(tmp_path / "out"), *flags]
     assert CliRunner().invoke(main, args).exit_code == 4  # stops at the data, early
     assert os.environ.get("USE_TORCH") == use_torch
+
+
+def test_commands_load_tensorflow_without_keras_3(tmp_path):
+    """tf.keras is tf-keras: importing TensorFlow does not load Keras 3 (~2 s)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, os, sys\n"
+        "from click.testing import CliRunner\n"
+        "from tf_finetune.cli import main\n"
+        "code = CliRunner().invoke(main, ['predict', sys.argv[1], '--text', 'x']).exit_code\n"
+        "print(json.dumps({'code': code, 'tensorflow': 'tensorflow' in sys.modules,\n"
+        "                  'keras_3': 'keras.src' in sys.modules,\n"
+        "                  'setting': os.environ.get('TF_USE_LEGACY_KERAS')}))\n"
+    )
+    # This process has the setting from transformers; a user's shell would not.
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    (tmp_path / "empty").mkdir()  # not a run: the command fails once TensorFlow is loaded
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "empty")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"code": 7, "tensorflow": True, "keras_3": False, "setting": "1"}
