@@ -410,8 +410,6 @@ def plan_batches(config: FitConfig, inputs: Inputs, strategy) -> BatchPlan:
 
 def build_model(config: FitConfig, inputs: Inputs, plan: BatchPlan, strategy):
     """Builds and compiles the classifier under the strategy and precision policy."""
-    import tensorflow as tf
-
     from tf_finetune.modeling import models, schedules
     from tf_finetune.runtime import distribution
 
@@ -420,7 +418,7 @@ def build_model(config: FitConfig, inputs: Inputs, plan: BatchPlan, strategy):
         model = models.build_model(
             inputs.model_path, inputs.model_config, config.allow_pickle_weights
         )
-        if model.compute_dtype == "bfloat16" and not tf.config.list_logical_devices("GPU"):
+        if model.compute_dtype == "bfloat16" and distribution.device_type() == "CPU":
             models.activations_in_float32(model)
         models.compile_model(
             model,
@@ -553,17 +551,16 @@ def _scoring_forward(config, model, input_names):
     split again. Several replicas and XLA keep Keras' `predict`, and so does float16
     on a GPU, which predicts several times faster than float32 there.
     """
-    import tensorflow as tf
-
     from tf_finetune.modeling import models
     from tf_finetune.modeling.forward import Forward
+    from tf_finetune.runtime import distribution
 
     single = model.distribute_strategy.num_replicas_in_sync == 1
     if config.jit_compile or not single:
         return None
     if model.compute_dtype == "float32":
         return Forward(model, input_names)
-    if tf.config.list_logical_devices("GPU"):
+    if distribution.device_type() == "GPU":
         return None
     return Forward(models.float32_copy(model), input_names)
 

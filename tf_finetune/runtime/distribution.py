@@ -86,6 +86,11 @@ def select_strategy(setting: str = "auto", devices: str | None = None) -> tf.dis
     return tf.distribute.get_strategy()
 
 
+def device_type() -> str:
+    """The device type training runs on: GPU when TensorFlow sees one, else CPU."""
+    return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Returns whether this process writes the run directory.
 

@@ -27,7 +27,7 @@ import tensorflow as tf
 from tf_finetune.data import tokenization
 from tf_finetune.errors import short_reason
 from tf_finetune.modeling import models
-from tf_finetune.runtime import environment
+from tf_finetune.runtime import distribution, environment
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def figures(stats: dict, model_config, precision: str, replicas: int) -> dict:
         return {}
     dtype = precision_dtype(precision)
     achieved = per_token * stats["real_tokens_per_second"] / 1e9
-    peak = matmul_peak(_device(), dtype, exceeded=achieved / replicas) * replicas
+    peak = matmul_peak(distribution.device_type(), dtype, exceeded=achieved / replicas) * replicas
     return {
         "flops_per_token": per_token,
         "achieved_gflops": achieved,
@@ -109,7 +109,7 @@ def probe_before_training(precision: str) -> None:
     and the higher figure kept: a peak first measured on a busy machine rises to what
     the machine can do. After training, the input pipeline's threads may still be busy.
     """
-    device, dtype = _device(), precision_dtype(precision)
+    device, dtype = distribution.device_type(), precision_dtype(precision)
     key = _key(device, dtype)
     if key in _probed:
         return
@@ -141,10 +141,6 @@ def _keep(key: str, peak: float) -> float:
         except OSError as error:  # the figure is still right; it is only measured again
             logger.warning("Cannot keep the matmul probe in %s (%s).", path, short_reason(error))
     return peak
-
-
-def _device() -> str:
-    return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
 
 
 def precision_dtype(precision: str) -> str:
